@@ -1,0 +1,30 @@
+"""descentlab: gradient-descent optimizers for PyTorch, exact to the formula, and a lab that shows why.
+
+>>> import torch, descentlab
+>>> model = torch.nn.Linear(3, 1)
+>>> opt = descentlab.Adam(model.parameters(), lr=1e-3)      # drop-in for torch.optim.Adam
+"""
+
+from descentlab.optim import (
+    REGISTRY,
+    SGD,
+    Adadelta,
+    Adagrad,
+    Adam,
+    AdamW,
+    Momentum,
+    NAdam,
+    Nesterov,
+    OptimizerSpec,
+    RMSprop,
+    create_optimizer,
+    get_spec,
+    optimizer_names,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "REGISTRY", "SGD", "Adadelta", "Adagrad", "Adam", "AdamW", "Momentum", "NAdam", "Nesterov",
+    "OptimizerSpec", "RMSprop", "create_optimizer", "get_spec", "optimizer_names", "__version__",
+]

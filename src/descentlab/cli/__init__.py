@@ -1,0 +1,64 @@
+"""``descentlab …``: a thin command line over the library.
+
+Each verb lives in its own module ``descentlab.cli.<verb>`` that defines ``register(subparsers)``;
+``register`` adds the verb's parser and sets ``func`` (``args -> exit code``). Add a verb by adding
+its module name to ``VERBS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+VERBS: tuple[str, ...] = (
+    "demo",
+    "optimizers",
+    "schedules",
+    "datasets",
+    "train",
+    "landscapes",
+    "race",
+    "lr_find",
+    "compare",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full ``descentlab`` argument parser, with every verb whose module exists."""
+    parser = argparse.ArgumentParser(
+        prog="descentlab",
+        description="Gradient-descent optimizers for PyTorch and a lab that shows why one beats another.",
+    )
+    from descentlab import __version__
+
+    parser.add_argument("--version", action="version", version=f"descentlab {__version__}")
+    subparsers = parser.add_subparsers(dest="verb", metavar="VERB")
+    for verb in VERBS:
+        module_name = f"descentlab.cli.{verb}"
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as err:
+            if err.name == module_name:  # verb not built yet
+                continue
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``descentlab`` command."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileExistsError, FileNotFoundError, PermissionError) as err:
+        print(f"descentlab {args.verb}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,16 @@
+"""Optimizers: thin ``torch.optim.Optimizer`` adapters over the rules, and the registry table."""
+
+from descentlab.optim.adadelta import Adadelta
+from descentlab.optim.adagrad import Adagrad
+from descentlab.optim.adam import Adam, AdamW
+from descentlab.optim.base import RuleOptimizer
+from descentlab.optim.momentum import Momentum, Nesterov
+from descentlab.optim.nadam import NAdam
+from descentlab.optim.registry import REGISTRY, OptimizerSpec, create_optimizer, get_spec, optimizer_names
+from descentlab.optim.rmsprop import RMSprop
+from descentlab.optim.sgd import SGD
+
+__all__ = [
+    "REGISTRY", "Adadelta", "Adagrad", "Adam", "AdamW", "Momentum", "NAdam", "Nesterov", "OptimizerSpec",
+    "RMSprop", "RuleOptimizer", "SGD", "create_optimizer", "get_spec", "optimizer_names",
+]

@@ -1,0 +1,83 @@
+"""``Adadelta``: ``torch.optim.Adadelta`` with a choice of where ε goes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from descentlab.optim.base import RuleOptimizer, new_step_counter
+from descentlab.optim.sgd import check_torch_flags
+from descentlab.optim.validation import check_bool, check_choice, check_range
+from descentlab.rules.adadelta import adadelta
+from descentlab.rules.common import EPS_PLACEMENTS, prepare_gradient
+
+
+class Adadelta(RuleOptimizer):
+    r"""Adadelta — a drop-in for ``torch.optim.Adadelta``.
+
+    Symbols: ``η`` = ``lr``, ``γ`` = ``rho``, ``G`` = ``state["square_avg"]``,
+    ``H`` = ``state["acc_delta"]`` (both start at 0), ``λ`` = ``weight_decay``::
+
+        g ← −g if maximize;   g ← g + λ w
+        G ← γ G + (1 − γ) g²
+        Δ = RMS(H) / RMS(G) · g
+        H ← γ H + (1 − γ) Δ²
+        w ← w − η Δ
+        RMS(x) = √(x + ε)   (eps_placement="inside": Zeiler, PyTorch, Keras; default)
+        RMS(x) = √x + ε     (eps_placement="outside": the lecture notes)
+
+    Conventions: η = 1 (the default) is the pure algorithm, which has no learning rate.
+    ``rho`` must lie in [0, 1) (PyTorch also accepts 1, which freezes both averages).
+
+    Example::
+
+        >>> import torch, descentlab
+        >>> w = torch.nn.Parameter(torch.tensor([1.0]))
+        >>> opt = descentlab.Adadelta([w])
+        >>> (w ** 2).sum().backward(); opt.step()
+        >>> w.item() < 1.0
+        True
+    """
+
+    extra_options = ("eps_placement",)
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float | Tensor = 1.0,
+        rho: float = 0.9,
+        eps: float = 1e-6,
+        weight_decay: float = 0,
+        foreach: bool | None = None,
+        *,
+        capturable: bool = False,
+        maximize: bool = False,
+        differentiable: bool = False,
+        eps_placement: str = "inside",
+    ) -> None:
+        defaults = dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize,
+                        capturable=capturable, foreach=foreach, differentiable=differentiable,
+                        eps_placement=eps_placement)
+        super().__init__(params, defaults)
+
+    def _validate(self, group: dict[str, Any]) -> None:
+        check_range("lr", group["lr"])
+        check_range("rho", group["rho"], 0.0, 1.0)
+        check_range("eps", group["eps"])
+        check_range("weight_decay", group["weight_decay"])
+        check_bool("maximize", group["maximize"])
+        check_choice("eps_placement", group["eps_placement"], EPS_PLACEMENTS)
+        check_torch_flags(group)
+
+    def _init_state(self, param: Tensor, group: dict[str, Any], state: dict[str, Any]) -> None:
+        state["step"] = new_step_counter()
+        state["square_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+        state["acc_delta"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+
+    def _update(self, param: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any], first_step: bool) -> None:
+        grad = prepare_gradient(param, grad, weight_decay=group["weight_decay"], maximize=group["maximize"])
+        state["step"] += 1
+        adadelta(param, grad, state["square_avg"], state["acc_delta"], lr=float(group["lr"]), rho=group["rho"],
+                 eps=group["eps"], eps_placement=group["eps_placement"])

@@ -1,0 +1,151 @@
+"""``Adam`` and ``AdamW``: ``torch.optim.Adam`` / ``AdamW`` with the lecture conventions as options."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from descentlab.optim.base import RuleOptimizer, new_step_counter
+from descentlab.optim.sgd import check_torch_flags
+from descentlab.optim.validation import as_float, check_betas, check_bool, check_choice, check_range
+from descentlab.rules.adam import adam, amsgrad
+from descentlab.rules.common import EPS_PLACEMENTS, decay_weights, prepare_gradient
+
+
+class Adam(RuleOptimizer):
+    r"""Adam — a drop-in for ``torch.optim.Adam``.
+
+    Symbols: ``η`` = ``lr``, ``(β₁, β₂)`` = ``betas``, ``m`` = ``state["exp_avg"]``,
+    ``v`` = ``state["exp_avg_sq"]``, ``v_max`` = ``state["max_exp_avg_sq"]`` (amsgrad only), all
+    starting at 0; ``t`` = ``state["step"]``; ``λ`` = ``weight_decay``::
+
+        g ← −g if maximize
+        g ← g + λ w                      (coupled, default)   |   w ← w − η λ w   (decoupled_weight_decay)
+        m ← β₁ m + (1 − β₁) g
+        v ← β₂ v + (1 − β₂) g²
+        amsgrad:  v_max ← max(v_max, v), and v_max replaces v below
+        m̂ = m / (1 − β₁^t),  v̂ = v / (1 − β₂^t)       (bias_correction=True, default)
+        m̂ = m,               v̂ = v                    (bias_correction=False)
+        w ← w − η m̂ / D,   D = √v̂ + ε  (eps_placement="outside": paper, PyTorch; default)
+                           D = √(v̂ + ε) (eps_placement="inside": the lecture notes)
+
+    Conventions: Keras/TensorFlow use the paper's "efficient" form, equal to this one with
+    ``ε = ε̂ / √(1 − β₂^t)`` (a step-dependent ε), so they differ slightly from PyTorch. One of the notes
+    gives β₂ = 0.99; the paper's (and this default) is 0.999.
+
+    Example::
+
+        >>> import torch, descentlab
+        >>> w = torch.nn.Parameter(torch.tensor([1.0, -1.0]))
+        >>> opt = descentlab.Adam([w], lr=0.1)
+        >>> (w ** 2).sum().backward(); opt.step()    # first step ≈ η sign(g)
+        >>> [round(x, 4) for x in w.tolist()]
+        [0.9, -0.9]
+    """
+
+    extra_options = ("eps_placement", "bias_correction")
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float | Tensor = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0,
+        amsgrad: bool = False,
+        *,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        capturable: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
+        decoupled_weight_decay: bool = False,
+        eps_placement: str = "outside",
+        bias_correction: bool = True,
+    ) -> None:
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
+                        maximize=maximize, foreach=foreach, capturable=capturable,
+                        differentiable=differentiable, fused=fused,
+                        decoupled_weight_decay=decoupled_weight_decay, eps_placement=eps_placement,
+                        bias_correction=bias_correction)
+        super().__init__(params, defaults)
+
+    def _validate(self, group: dict[str, Any]) -> None:
+        check_range("lr", group["lr"])
+        check_betas(group["betas"])
+        check_range("eps", group["eps"])
+        check_range("weight_decay", group["weight_decay"])
+        check_bool("amsgrad", group["amsgrad"])
+        check_bool("maximize", group["maximize"])
+        check_bool("decoupled_weight_decay", group["decoupled_weight_decay"])
+        check_bool("bias_correction", group["bias_correction"])
+        check_choice("eps_placement", group["eps_placement"], EPS_PLACEMENTS)
+        check_torch_flags(group)
+
+    def _init_state(self, param: Tensor, group: dict[str, Any], state: dict[str, Any]) -> None:
+        state["step"] = new_step_counter()
+        state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+        state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+        if group["amsgrad"]:
+            state["max_exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+
+    def _update(self, param: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any], first_step: bool) -> None:
+        lr = float(group["lr"])
+        if group["decoupled_weight_decay"]:
+            grad = prepare_gradient(param, grad, weight_decay=0, maximize=group["maximize"])
+        else:
+            grad = prepare_gradient(param, grad, weight_decay=group["weight_decay"], maximize=group["maximize"])
+        state["step"] += 1
+        if group["decoupled_weight_decay"]:
+            decay_weights(param, lr=lr, weight_decay=group["weight_decay"])
+        beta1, beta2 = (as_float("betas[0]", group["betas"][0]), as_float("betas[1]", group["betas"][1]))
+        options = dict(step=state["step"].item(), lr=lr, beta1=beta1, beta2=beta2, eps=group["eps"],
+                       eps_placement=group["eps_placement"], bias_correction=group["bias_correction"])
+        if group["amsgrad"]:
+            if "max_exp_avg_sq" not in state:
+                raise RuntimeError("Adam state has no 'max_exp_avg_sq': amsgrad was switched on after the "
+                                   "first step; build a new optimizer instead")
+            amsgrad(param, grad, state["exp_avg"], state["exp_avg_sq"], state["max_exp_avg_sq"], **options)
+        else:
+            adam(param, grad, state["exp_avg"], state["exp_avg_sq"], **options)
+
+
+class AdamW(Adam):
+    r"""AdamW (Loshchilov & Hutter 2019) — a drop-in for ``torch.optim.AdamW``.
+
+    Adam with decoupled weight decay, applied to the weights before the Adam update::
+
+        w ← w − η λ w;   then the Adam step of :class:`Adam` with g not decayed
+
+    Defaults as PyTorch: ``weight_decay=1e-2``. With λ = 0 it equals :class:`Adam`.
+    ``eps_placement`` and ``bias_correction`` work as in :class:`Adam`.
+    """
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float | Tensor = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+        amsgrad: bool = False,
+        *,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        capturable: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
+        eps_placement: str = "outside",
+        bias_correction: bool = True,
+    ) -> None:
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, foreach=foreach, maximize=maximize,
+                         capturable=capturable, differentiable=differentiable, fused=fused,
+                         decoupled_weight_decay=True, eps_placement=eps_placement,
+                         bias_correction=bias_correction)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group["decoupled_weight_decay"] = True

@@ -1,0 +1,112 @@
+"""The adapter that turns a rule (a plain function over tensors) into a ``torch.optim.Optimizer``.
+
+It owns everything that is not math: parameter groups and their validation, lazy state creation,
+the closure, ``torch.no_grad()``, complex parameters (viewed as pairs of reals), sparse-gradient
+refusal and the defaults restored when a ``state_dict`` from ``torch.optim`` lacks descentlab's
+options. A subclass says only which state it needs and which rule to call.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+
+def scalar_dtype() -> torch.dtype:
+    """The dtype PyTorch uses for ``state["step"]``: float64 under a float64 default dtype, else float32."""
+    return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+
+
+def new_step_counter() -> Tensor:
+    """``state["step"]`` exactly as ``torch.optim`` stores it: a 0-d CPU tensor at 0."""
+    return torch.tensor(0.0, dtype=scalar_dtype())
+
+
+def _real_view(t: Any) -> Any:
+    return torch.view_as_real(t) if isinstance(t, Tensor) and t.is_complex() else t
+
+
+class RuleOptimizer(Optimizer):
+    """Base of every descentlab optimizer.
+
+    Subclasses implement:
+
+    * ``_validate(group)`` – raise ``ValueError`` for a bad hyperparameter of one group;
+    * ``_init_state(param, group, state)`` – fill an empty ``state`` dict for ``param``;
+    * ``_update(param, grad, state, group)`` – call the rule for one tensor (``grad`` is the raw
+      gradient; the subclass applies ``maximize`` / weight decay through the shared helpers).
+
+    ``_step_group(group)`` loops over the group's tensors; a faster path may override it.
+    """
+
+    #: Options added by descentlab on top of torch's; restored from ``defaults`` when a loaded
+    #: ``state_dict`` (say, one saved by ``torch.optim``) lacks them.
+    extra_options: tuple[str, ...] = ()
+
+    def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
+        self._validate(dict(defaults))
+        super().__init__(params, defaults)
+
+    # -- groups --------------------------------------------------------------------------------
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        index = len(self.param_groups) - 1
+        try:
+            self._validate(self.param_groups[index])
+        except ValueError as err:
+            self.param_groups.pop()
+            if index > 0:
+                raise ValueError(f"param group {index}: {err}") from None
+            raise
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:
+            for key in self.extra_options:
+                group.setdefault(key, self.defaults[key])
+            for key, value in self.defaults.items():
+                group.setdefault(key, value)
+
+    def _validate(self, group: dict[str, Any]) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _init_state(self, param: Tensor, group: dict[str, Any], state: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def _update(self, param: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any], first_step: bool) -> None:
+        raise NotImplementedError
+
+    # -- the step ------------------------------------------------------------------------------
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """Perform one optimisation step; ``closure`` re-evaluates the model and returns the loss."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            self._step_group(group)
+        return loss
+
+    def _step_group(self, group: dict[str, Any]) -> None:
+        for param in group["params"]:
+            grad = param.grad
+            if grad is None:
+                continue
+            if grad.is_sparse:
+                raise RuntimeError(
+                    f"{type(self).__name__} does not support sparse gradients; "
+                    "use torch.optim.SparseAdam or torch.optim.Adagrad for sparse embeddings"
+                )
+            state = self.state[param]
+            first_step = len(state) == 0
+            if first_step:
+                self._init_state(param, group, state)
+            if param.is_complex():
+                real_state = {k: _real_view(v) for k, v in state.items()}
+                self._update(torch.view_as_real(param), torch.view_as_real(grad), real_state, group, first_step)
+            else:
+                self._update(param, grad, state, group, first_step)

@@ -1,0 +1,93 @@
+"""``NAdam``: ``torch.optim.NAdam`` with a choice of where ε goes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from descentlab.optim.base import RuleOptimizer, new_step_counter, scalar_dtype
+from descentlab.optim.sgd import check_torch_flags
+from descentlab.optim.validation import check_betas, check_bool, check_choice, check_range
+from descentlab.rules.common import EPS_PLACEMENTS, decay_weights, prepare_gradient
+from descentlab.rules.nadam import nadam
+
+
+class NAdam(RuleOptimizer):
+    r"""NAdam (Dozat 2016) — a drop-in for ``torch.optim.NAdam``.
+
+    Symbols: ``η`` = ``lr``, ``(β₁, β₂)`` = ``betas``, ``ψ`` = ``momentum_decay``,
+    ``m`` = ``state["exp_avg"]``, ``v`` = ``state["exp_avg_sq"]`` (start at 0),
+    ``Π`` = ``state["mu_product"]`` (starts at 1), ``t`` = ``state["step"]``::
+
+        g ← −g if maximize;   g ← g + λ w  (or w ← w − η λ w with decoupled_weight_decay)
+        μ_t = β₁ (1 − ½ 0.96^(t ψ));   Π ← Π μ_t
+        m ← β₁ m + (1 − β₁) g;   v ← β₂ v + (1 − β₂) g²;   v̂ = v / (1 − β₂^t)
+        D = √v̂ + ε (eps_placement="outside", PyTorch; default)  or  √(v̂ + ε) ("inside")
+        w ← w − η (1 − μ_t)/(1 − Π) · g/D − η μ_{t+1}/(1 − Π μ_{t+1}) · m/D
+
+    Conventions: ``decoupled_weight_decay=True`` gives NAdamW, as in PyTorch.
+
+    Example::
+
+        >>> import torch, descentlab
+        >>> w = torch.nn.Parameter(torch.tensor([1.0]))
+        >>> opt = descentlab.NAdam([w], lr=0.01)
+        >>> (w ** 2).sum().backward(); opt.step()
+        >>> w.item() < 1.0
+        True
+    """
+
+    extra_options = ("eps_placement",)
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float | Tensor = 2e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0,
+        momentum_decay: float = 4e-3,
+        decoupled_weight_decay: bool = False,
+        *,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        capturable: bool = False,
+        differentiable: bool = False,
+        eps_placement: str = "outside",
+    ) -> None:
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, momentum_decay=momentum_decay,
+                        decoupled_weight_decay=decoupled_weight_decay, maximize=maximize, foreach=foreach,
+                        capturable=capturable, differentiable=differentiable, eps_placement=eps_placement)
+        super().__init__(params, defaults)
+
+    def _validate(self, group: dict[str, Any]) -> None:
+        check_range("lr", group["lr"])
+        check_betas(group["betas"])
+        check_range("eps", group["eps"])
+        check_range("weight_decay", group["weight_decay"])
+        check_range("momentum_decay", group["momentum_decay"])
+        check_bool("decoupled_weight_decay", group["decoupled_weight_decay"])
+        check_bool("maximize", group["maximize"])
+        check_choice("eps_placement", group["eps_placement"], EPS_PLACEMENTS)
+        check_torch_flags(group)
+
+    def _init_state(self, param: Tensor, group: dict[str, Any], state: dict[str, Any]) -> None:
+        state["step"] = new_step_counter()
+        state["mu_product"] = torch.tensor(1.0, dtype=scalar_dtype())
+        state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+        state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+
+    def _update(self, param: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any], first_step: bool) -> None:
+        lr = float(group["lr"])
+        decoupled = group["decoupled_weight_decay"]
+        grad = prepare_gradient(param, grad, weight_decay=0 if decoupled else group["weight_decay"],
+                                maximize=group["maximize"])
+        state["step"] += 1
+        if decoupled:
+            decay_weights(param, lr=lr, weight_decay=group["weight_decay"])
+        beta1, beta2 = group["betas"]
+        nadam(param, grad, state["exp_avg"], state["exp_avg_sq"], state["mu_product"], step=state["step"].item(),
+              lr=lr, beta1=float(beta1), beta2=float(beta2), eps=group["eps"],
+              momentum_decay=group["momentum_decay"], eps_placement=group["eps_placement"])

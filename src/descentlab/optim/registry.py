@@ -1,0 +1,183 @@
+"""The one registry table: name → optimizer class, defaults, variants and bad inputs.
+
+Tests, the lab and the CLI all read this table, so a new optimizer is one new row.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import torch
+from torch.optim import Optimizer
+
+from descentlab.optim.adadelta import Adadelta
+from descentlab.optim.adagrad import Adagrad
+from descentlab.optim.adam import Adam, AdamW
+from descentlab.optim.momentum import Momentum, Nesterov
+from descentlab.optim.nadam import NAdam
+from descentlab.optim.rmsprop import RMSprop
+from descentlab.optim.sgd import SGD
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """One row of the registry.
+
+    Attributes:
+        name: lower-case registry name (``"adam"``).
+        cls: the descentlab class.
+        defaults: keyword arguments that build a sensible instance (``lr`` included, since some
+            classes require it); the lab's "default" race uses them.
+        variants: named option sets (conventions and torch options) every test runs.
+        bad_inputs: ``(kwargs, fragment)`` pairs: building with ``kwargs`` must raise ``ValueError``
+            whose message contains ``fragment`` (the culprit's name).
+        torch_equivalent: ``(torch class, kwargs mapping)`` giving the same trajectory, or ``None``.
+        summary: one line for listings.
+    """
+
+    name: str
+    cls: type[Optimizer]
+    defaults: dict[str, Any]
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
+    bad_inputs: tuple[tuple[dict[str, Any], str], ...] = ()
+    torch_equivalent: tuple[type[Optimizer], dict[str, Any]] | None = None
+    summary: str = ""
+
+    @property
+    def lr(self) -> float:
+        """The default learning rate of this row."""
+        return float(self.defaults["lr"])
+
+    def build(self, params: Iterable[Any], **options: Any) -> Optimizer:
+        """An instance over ``params`` with the row's defaults overridden by ``options``."""
+        return self.cls(params, **{**self.defaults, **options})
+
+
+_COMMON_BAD: tuple[tuple[dict[str, Any], str], ...] = (
+    ({"lr": -1.0}, "lr"),
+    ({"lr": float("nan")}, "lr"),
+    ({"lr": "fast"}, "lr"),
+    ({"weight_decay": -0.1}, "weight_decay"),
+)
+_EPS_BAD: tuple[tuple[dict[str, Any], str], ...] = (
+    ({"eps": -1e-8}, "eps"),
+    ({"eps_placement": "middle"}, "eps_placement"),
+)
+_BETAS_BAD: tuple[tuple[dict[str, Any], str], ...] = (
+    ({"betas": (1.0, 0.999)}, "betas[0]"),
+    ({"betas": (0.9, -0.1)}, "betas[1]"),
+    ({"betas": (0.9,)}, "betas"),
+)
+
+REGISTRY: dict[str, OptimizerSpec] = {
+    spec.name: spec
+    for spec in [
+        OptimizerSpec(
+            "sgd", SGD, {"lr": 0.01},
+            variants={"plain": {}, "momentum": {"momentum": 0.9}, "dampening": {"momentum": 0.9, "dampening": 0.5},
+                      "nesterov": {"momentum": 0.9, "nesterov": True},
+                      "ema": {"momentum": 0.9, "momentum_form": "ema"},
+                      "weight_decay": {"momentum": 0.9, "weight_decay": 0.01}, "maximize": {"maximize": True}},
+            bad_inputs=_COMMON_BAD + (({"momentum": -0.5}, "momentum"), ({"momentum": 1.0}, "momentum"),
+                                      ({"nesterov": True}, "nesterov"),
+                                      ({"momentum": 0.9, "dampening": 0.1, "nesterov": True}, "nesterov"),
+                                      ({"momentum_form": "average"}, "momentum_form"),
+                                      ({"momentum": 0.9, "dampening": 0.1, "momentum_form": "ema"}, "dampening")),
+            torch_equivalent=(torch.optim.SGD, {}),
+            summary="plain gradient descent (batch, stochastic, mini-batch); torch.optim.SGD options",
+        ),
+        OptimizerSpec(
+            "momentum", Momentum, {"lr": 0.01, "beta": 0.9},
+            variants={"ema": {}, "sum": {"form": "sum"}, "bias_correction": {"bias_correction": True},
+                      "weight_decay": {"weight_decay": 0.01}},
+            bad_inputs=_COMMON_BAD + (({"beta": 1.0}, "beta"), ({"beta": -0.1}, "beta"), ({"form": "avg"}, "form"),
+                                      ({"form": "sum", "bias_correction": True}, "bias_correction")),
+            summary="momentum as an exponentially weighted average of gradients (lecture form)",
+        ),
+        OptimizerSpec(
+            "nesterov", Nesterov, {"lr": 0.01, "beta": 0.9},
+            variants={"plain": {}, "weight_decay": {"weight_decay": 0.01}},
+            bad_inputs=_COMMON_BAD + (({"beta": 1.5}, "beta"),),
+            torch_equivalent=(torch.optim.SGD, {"beta": "momentum", "nesterov": True}),
+            summary="Nesterov accelerated gradient, stored look-ahead form",
+        ),
+        OptimizerSpec(
+            "adagrad", Adagrad, {"lr": 0.01},
+            variants={"plain": {}, "lr_decay": {"lr_decay": 0.01}, "initial": {"initial_accumulator_value": 0.1},
+                      "inside": {"eps_placement": "inside"}, "weight_decay": {"weight_decay": 0.01},
+                      "maximize": {"maximize": True}},
+            bad_inputs=_COMMON_BAD + _EPS_BAD + (({"lr_decay": -1.0}, "lr_decay"),
+                                                 ({"initial_accumulator_value": -1.0}, "initial_accumulator_value")),
+            torch_equivalent=(torch.optim.Adagrad, {}),
+            summary="per-coordinate rates from the sum of squared gradients",
+        ),
+        OptimizerSpec(
+            "adadelta", Adadelta, {"lr": 1.0},
+            variants={"plain": {}, "outside": {"eps_placement": "outside"}, "rho": {"rho": 0.95},
+                      "weight_decay": {"weight_decay": 0.01}, "maximize": {"maximize": True}},
+            bad_inputs=_COMMON_BAD + _EPS_BAD + (({"rho": 1.5}, "rho"), ({"rho": -0.1}, "rho")),
+            torch_equivalent=(torch.optim.Adadelta, {}),
+            summary="Adagrad's repair: EMAs of g² and of the steps, no learning rate needed",
+        ),
+        OptimizerSpec(
+            "rmsprop", RMSprop, {"lr": 0.01},
+            variants={"plain": {}, "lecture": {"alpha": 0.9, "eps_placement": "inside"},
+                      "centered": {"centered": True}, "momentum": {"momentum": 0.9},
+                      "centered_momentum": {"centered": True, "momentum": 0.5},
+                      "weight_decay": {"weight_decay": 0.01}, "maximize": {"maximize": True}},
+            bad_inputs=_COMMON_BAD + _EPS_BAD + (({"alpha": 1.0}, "alpha"), ({"alpha": -0.5}, "alpha"),
+                                                 ({"momentum": -0.1}, "momentum")),
+            torch_equivalent=(torch.optim.RMSprop, {}),
+            summary="per-coordinate rates from an EMA of g²",
+        ),
+        OptimizerSpec(
+            "adam", Adam, {"lr": 0.001},
+            variants={"plain": {}, "amsgrad": {"amsgrad": True}, "inside": {"eps_placement": "inside"},
+                      "no_bias_correction": {"bias_correction": False}, "weight_decay": {"weight_decay": 0.01},
+                      "decoupled": {"weight_decay": 0.01, "decoupled_weight_decay": True},
+                      "maximize": {"maximize": True}},
+            bad_inputs=_COMMON_BAD + _EPS_BAD + _BETAS_BAD + (({"bias_correction": "yes"}, "bias_correction"),),
+            torch_equivalent=(torch.optim.Adam, {}),
+            summary="momentum + RMSProp with bias correction",
+        ),
+        OptimizerSpec(
+            "adamw", AdamW, {"lr": 0.001},
+            variants={"plain": {}, "amsgrad": {"amsgrad": True}, "inside": {"eps_placement": "inside"},
+                      "no_bias_correction": {"bias_correction": False}, "no_decay": {"weight_decay": 0.0}},
+            bad_inputs=_COMMON_BAD + _EPS_BAD + _BETAS_BAD,
+            torch_equivalent=(torch.optim.AdamW, {}),
+            summary="Adam with decoupled weight decay",
+        ),
+        OptimizerSpec(
+            "nadam", NAdam, {"lr": 0.002},
+            variants={"plain": {}, "inside": {"eps_placement": "inside"}, "weight_decay": {"weight_decay": 0.01},
+                      "decoupled": {"weight_decay": 0.01, "decoupled_weight_decay": True},
+                      "momentum_decay": {"momentum_decay": 0.01}},
+            bad_inputs=_COMMON_BAD + _EPS_BAD + _BETAS_BAD + (({"momentum_decay": -1.0}, "momentum_decay"),),
+            torch_equivalent=(torch.optim.NAdam, {}),
+            summary="Adam with Nesterov momentum",
+        ),
+    ]
+}
+
+
+def optimizer_names() -> list[str]:
+    """Registry names in table order."""
+    return list(REGISTRY)
+
+
+def get_spec(name: str) -> OptimizerSpec:
+    """The registry row ``name``; an unknown name raises ``ValueError`` listing the valid ones."""
+    key = name.lower() if isinstance(name, str) else name
+    if key not in REGISTRY:
+        close = difflib.get_close_matches(str(name).lower(), REGISTRY, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"unknown optimizer {name!r}.{hint} Valid names: {', '.join(REGISTRY)}")
+    return REGISTRY[key]
+
+
+def create_optimizer(name: str, params: Iterable[Any], **options: Any) -> Optimizer:
+    """Build registry optimizer ``name`` over ``params`` (row defaults, overridden by ``options``)."""
+    return get_spec(name).build(params, **options)

@@ -1,0 +1,105 @@
+"""``RMSprop``: ``torch.optim.RMSprop`` with a choice of where ε goes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from descentlab.optim.base import RuleOptimizer, new_step_counter
+from descentlab.optim.sgd import check_torch_flags
+from descentlab.optim.validation import check_bool, check_choice, check_range
+from descentlab.rules.common import EPS_PLACEMENTS, prepare_gradient
+from descentlab.rules.rmsprop import centered_rmsprop, rmsprop
+
+
+class RMSprop(RuleOptimizer):
+    r"""RMSProp — a drop-in for ``torch.optim.RMSprop``.
+
+    Symbols: ``η`` = ``lr``, ``β`` = ``alpha``, ``S`` = ``state["square_avg"]``, ``ḡ`` =
+    ``state["grad_avg"]`` (centered only), ``b`` = ``state["momentum_buffer"]`` (momentum > 0 only),
+    all starting at 0; ``λ`` = ``weight_decay``, ``μ`` = ``momentum``::
+
+        g ← −g if maximize;   g ← g + λ w
+        S ← β S + (1 − β) g²
+        centered:  ḡ ← β ḡ + (1 − β) g;   S' = S − ḡ²   (else S' = S)
+        D = √S' + ε    (eps_placement="outside": PyTorch; default)
+        D = √(S' + ε)  (eps_placement="inside": the lecture notes, Keras/TensorFlow)
+        μ = 0:  w ← w − η g / D
+        μ > 0:  b ← μ b + g / D;   w ← w − η b
+
+    Conventions: PyTorch's defaults (β = 0.99, ε = 1e-8, η = 0.01) are kept so the class stays a
+    drop-in; the lecture notes use β = 0.9 with ε inside the root:
+    ``RMSprop(params, lr=0.01, alpha=0.9, eps_placement="inside")``. The first step from zero state
+    moves each coordinate by ``η / √(1 − β)`` (ε aside). ``alpha`` must lie in [0, 1).
+
+    Example (formulas.md's worked example)::
+
+        >>> import torch, descentlab
+        >>> w = torch.nn.Parameter(torch.tensor([0.8, 1.2, 0.5], dtype=torch.float64))
+        >>> w.grad = torch.tensor([0.1, -0.3, 0.2], dtype=torch.float64)
+        >>> opt = descentlab.RMSprop([w], lr=0.01, alpha=0.9, eps_placement="inside")
+        >>> opt.step(); [round(x, 6) for x in w.tolist()]
+        [0.768377, 1.231623, 0.468377]
+    """
+
+    extra_options = ("eps_placement",)
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float | Tensor = 1e-2,
+        alpha: float = 0.99,
+        eps: float = 1e-8,
+        weight_decay: float = 0,
+        momentum: float = 0,
+        centered: bool = False,
+        capturable: bool = False,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        differentiable: bool = False,
+        *,
+        eps_placement: str = "outside",
+    ) -> None:
+        defaults = dict(lr=lr, momentum=momentum, alpha=alpha, eps=eps, centered=centered,
+                        weight_decay=weight_decay, capturable=capturable, foreach=foreach,
+                        maximize=maximize, differentiable=differentiable, eps_placement=eps_placement)
+        super().__init__(params, defaults)
+
+    def _validate(self, group: dict[str, Any]) -> None:
+        check_range("lr", group["lr"])
+        check_range("alpha", group["alpha"], 0.0, 1.0)
+        check_range("eps", group["eps"])
+        check_range("weight_decay", group["weight_decay"])
+        check_range("momentum", group["momentum"], 0.0, 1.0)
+        check_bool("centered", group["centered"])
+        check_bool("maximize", group["maximize"])
+        check_choice("eps_placement", group["eps_placement"], EPS_PLACEMENTS)
+        check_torch_flags(group)
+
+    def _init_state(self, param: Tensor, group: dict[str, Any], state: dict[str, Any]) -> None:
+        state["step"] = new_step_counter()
+        state["square_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+        if group["momentum"] > 0:
+            state["momentum_buffer"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+        if group["centered"]:
+            state["grad_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+
+    def _update(self, param: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any], first_step: bool) -> None:
+        grad = prepare_gradient(param, grad, weight_decay=group["weight_decay"], maximize=group["maximize"])
+        state["step"] += 1
+        momentum = group["momentum"]
+        for key, wanted in (("momentum_buffer", momentum > 0), ("grad_avg", group["centered"])):
+            if wanted and key not in state:
+                raise RuntimeError(
+                    f"RMSprop state has no '{key}': {'momentum' if key == 'momentum_buffer' else 'centered'} "
+                    "was switched on after the first step; build a new optimizer instead"
+                )
+        options = dict(lr=float(group["lr"]), alpha=group["alpha"], eps=group["eps"], momentum=momentum,
+                       eps_placement=group["eps_placement"])
+        buf = state["momentum_buffer"] if momentum > 0 else None
+        if group["centered"]:
+            centered_rmsprop(param, grad, state["square_avg"], state["grad_avg"], buf, **options)
+        else:
+            rmsprop(param, grad, state["square_avg"], buf, **options)

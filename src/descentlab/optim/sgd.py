@@ -1,0 +1,117 @@
+"""``SGD``: ``torch.optim.SGD`` with the lecture's ``ema`` momentum form as an option."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from descentlab.optim.base import RuleOptimizer
+from descentlab.optim.validation import check_bool, check_choice, check_range, check_unsupported_flag
+from descentlab.rules.common import prepare_gradient
+from descentlab.rules.sgd import ema_momentum, heavy_ball, sgd
+
+MOMENTUM_FORMS = ("sum", "ema")
+
+
+def check_torch_flags(group: dict[str, Any]) -> None:
+    """``foreach`` / ``fused`` are accepted as hints (descentlab picks its own path); ``differentiable``
+    and ``capturable`` cannot be honoured and are refused."""
+    for flag in ("foreach", "fused"):
+        if flag in group and group[flag] is not None:
+            check_bool(flag, group[flag])
+    check_unsupported_flag("differentiable", group.get("differentiable", False),
+                           "use torch.optim for differentiable optimizer steps")
+    check_unsupported_flag("capturable", group.get("capturable", False),
+                           "CUDA-graph capture is not available yet")
+
+
+class SGD(RuleOptimizer):
+    r"""Stochastic gradient descent with optional momentum — a drop-in for ``torch.optim.SGD``.
+
+    Symbols: ``η`` = ``lr``, ``β`` = ``momentum``, ``d`` = ``dampening``, ``λ`` = ``weight_decay``;
+    state ``a`` = ``state["momentum_buffer"]`` (created on the first step)::
+
+        g ← −g if maximize;   g ← g + λ w
+        β = 0:        w ← w − η g
+        sum form:     a ← β a + (1 − d) g   (a ← g on the first step);   w ← w − η a
+        nesterov:     w ← w − η (g + β a)   in place of the line above
+        ema form:     v ← β v + (1 − β) g   (v starts at 0);   w ← w − η v
+
+    Conventions: ``momentum_form="sum"`` (default) is PyTorch's accumulation form; ``"ema"`` is the
+    lecture notes' (Ng) average, which equals the sum form with rate ``η(1 − β)``. PyTorch's
+    ``dampening=β`` is *not* the ema form: PyTorch sets ``a ← g`` on the first step.
+    ``foreach`` and ``fused`` are accepted for compatibility; descentlab chooses its own path.
+
+    Example::
+
+        >>> import torch, descentlab
+        >>> w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+        >>> opt = descentlab.SGD([w], lr=0.1, momentum=0.9)
+        >>> (w ** 2).sum().backward(); opt.step()
+        >>> w.data
+        tensor([ 0.8000, -1.6000])
+    """
+
+    extra_options = ("momentum_form",)
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float | Tensor = 1e-3,
+        momentum: float = 0,
+        dampening: float = 0,
+        weight_decay: float = 0,
+        nesterov: bool = False,
+        *,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        differentiable: bool = False,
+        fused: bool | None = None,
+        momentum_form: str = "sum",
+    ) -> None:
+        defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+                        nesterov=nesterov, maximize=maximize, foreach=foreach,
+                        differentiable=differentiable, fused=fused, momentum_form=momentum_form)
+        super().__init__(params, defaults)
+
+    def _validate(self, group: dict[str, Any]) -> None:
+        check_range("lr", group["lr"])
+        momentum = check_range("momentum", group["momentum"], 0.0, 1.0)
+        dampening = check_range("dampening", group["dampening"], 0.0, 1.0, high_open=False)
+        check_range("weight_decay", group["weight_decay"])
+        check_bool("nesterov", group["nesterov"])
+        check_bool("maximize", group["maximize"])
+        form = check_choice("momentum_form", group["momentum_form"], MOMENTUM_FORMS)
+        check_torch_flags(group)
+        if group["nesterov"] and (momentum <= 0 or dampening != 0):
+            raise ValueError(
+                f"nesterov=True requires momentum > 0 and dampening = 0, got momentum={group['momentum']!r}, "
+                f"dampening={group['dampening']!r}"
+            )
+        if form == "ema" and dampening != 0:
+            raise ValueError(f"dampening must be 0 with momentum_form='ema' (the ema form already weights g by 1 - momentum), got {group['dampening']!r}")
+
+    def _init_state(self, param: Tensor, group: dict[str, Any], state: dict[str, Any]) -> None:
+        if group["momentum"] != 0:
+            state["momentum_buffer"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+
+    def _update(self, param: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any], first_step: bool) -> None:
+        lr = float(group["lr"])
+        grad = prepare_gradient(param, grad, weight_decay=group["weight_decay"], maximize=group["maximize"])
+        momentum = group["momentum"]
+        if momentum == 0:
+            sgd(param, grad, lr=lr)
+            return
+        if "momentum_buffer" not in state or state["momentum_buffer"] is None:
+            # momentum switched on after steps were taken without it: start a fresh buffer.
+            state["momentum_buffer"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+            first_step = True
+        buf = state["momentum_buffer"]
+        if group["momentum_form"] == "sum":
+            heavy_ball(param, grad, buf, lr=lr, momentum=momentum, dampening=group["dampening"],
+                       nesterov=group["nesterov"], first_step=first_step)
+        else:
+            ema_momentum(param, grad, buf, lr=lr, beta=momentum, step=1.0, nesterov=group["nesterov"],
+                         bias_correction=False)

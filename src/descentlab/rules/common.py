@@ -1,0 +1,42 @@
+"""Pieces every rule shares: gradient preparation, weight decay, bias correction, ε placement."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+EpsPlacement = Literal["inside", "outside"]
+EPS_PLACEMENTS: tuple[str, ...] = ("inside", "outside")
+
+
+def prepare_gradient(param: Tensor, grad: Tensor, *, weight_decay: float, maximize: bool) -> Tensor:
+    """Return the gradient the rule should follow.
+
+    ``g ← −g`` when maximising, then coupled (L2) weight decay ``g ← g + λ w``.
+    The parameter's own ``.grad`` is never modified.
+    """
+    if maximize:
+        grad = torch.neg(grad)
+    if weight_decay != 0:
+        grad = grad.add(param, alpha=weight_decay)
+    return grad
+
+
+def decay_weights(param: Tensor, *, lr: float, weight_decay: float) -> None:
+    """Decoupled weight decay (AdamW): ``w ← w − η λ w``, applied before the rule."""
+    if weight_decay != 0:
+        param.mul_(1 - lr * weight_decay)
+
+
+def bias_correction(beta: float, step: float) -> float:
+    """``1 − β^t`` computed in Python float (float64), never in the tensor's dtype."""
+    return 1.0 - beta**step
+
+
+def root_with_eps(x: Tensor, eps: float, placement: EpsPlacement) -> Tensor:
+    """A new tensor ``√(x + ε)`` (``placement="inside"``) or ``√x + ε`` (``"outside"``)."""
+    if placement == "inside":
+        return x.add(eps).sqrt_()
+    return x.sqrt().add_(eps)

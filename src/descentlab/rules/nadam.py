@@ -1,0 +1,45 @@
+"""NAdam (Dozat 2016), in PyTorch's form with momentum decay ψ.
+
+Symbols: ``m`` = ``exp_avg``, ``v`` = ``exp_avg_sq``, ``Π`` = ``mu_product`` (starts at 1)::
+
+    μ_t = β₁ (1 − ½ · 0.96^(t ψ)),   μ_{t+1} likewise;   Π ← Π μ_t
+    m ← β₁ m + (1 − β₁) g
+    v ← β₂ v + (1 − β₂) g²
+    v̂ = v / (1 − β₂^t);   D = √v̂ + ε (outside, PyTorch) or √(v̂ + ε) (inside)
+    w ← w − η (1 − μ_t) / (1 − Π) · g / D − η μ_{t+1} / (1 − Π μ_{t+1}) · m / D
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from descentlab.rules.common import EpsPlacement, root_with_eps
+from descentlab.rules.common import bias_correction as _bias_correction
+
+
+def nadam(
+    param: Tensor,
+    grad: Tensor,
+    exp_avg: Tensor,
+    exp_avg_sq: Tensor,
+    mu_product: Tensor,
+    *,
+    step: float,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    momentum_decay: float,
+    eps_placement: EpsPlacement,
+) -> None:
+    """One NAdam step; ``mu_product`` is a 0-d tensor updated in place."""
+    c2 = _bias_correction(beta2, step)
+    mu = beta1 * (1.0 - 0.5 * (0.96 ** (step * momentum_decay)))
+    mu_next = beta1 * (1.0 - 0.5 * (0.96 ** ((step + 1) * momentum_decay)))
+    mu_product.mul_(mu)
+    product = mu_product.item()
+    exp_avg.lerp_(grad, 1 - beta1)
+    exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+    denom = root_with_eps(exp_avg_sq.div(c2), eps, eps_placement)
+    param.addcdiv_(grad, denom, value=-lr * (1.0 - mu) / (1.0 - product))
+    param.addcdiv_(exp_avg, denom, value=(-lr * mu_next) / (1.0 - product * mu_next))
