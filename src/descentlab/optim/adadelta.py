@@ -56,10 +56,12 @@ class Adadelta(RuleOptimizer):
         maximize: bool = False,
         differentiable: bool = False,
         eps_placement: str = "inside",
+        impl: str = "auto",
+        nonfinite: str = "ignore",
     ) -> None:
         defaults = dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize,
                         capturable=capturable, foreach=foreach, differentiable=differentiable,
-                        eps_placement=eps_placement)
+                        eps_placement=eps_placement, impl=impl, nonfinite=nonfinite)
         super().__init__(params, defaults)
 
     def _validate(self, group: dict[str, Any]) -> None:

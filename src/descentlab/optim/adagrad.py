@@ -56,11 +56,13 @@ class Adagrad(RuleOptimizer):
         differentiable: bool = False,
         fused: bool | None = None,
         eps_placement: str = "outside",
+        impl: str = "auto",
+        nonfinite: str = "ignore",
     ) -> None:
         defaults = dict(lr=lr, lr_decay=lr_decay, eps=eps, weight_decay=weight_decay,
                         initial_accumulator_value=initial_accumulator_value, foreach=foreach,
                         maximize=maximize, differentiable=differentiable, fused=fused,
-                        eps_placement=eps_placement)
+                        eps_placement=eps_placement, impl=impl, nonfinite=nonfinite)
         super().__init__(params, defaults)
         for group in self.param_groups:
             for p in group["params"]:

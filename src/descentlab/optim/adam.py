@@ -64,12 +64,14 @@ class Adam(RuleOptimizer):
         decoupled_weight_decay: bool = False,
         eps_placement: str = "outside",
         bias_correction: bool = True,
+        impl: str = "auto",
+        nonfinite: str = "ignore",
     ) -> None:
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
                         maximize=maximize, foreach=foreach, capturable=capturable,
                         differentiable=differentiable, fused=fused,
                         decoupled_weight_decay=decoupled_weight_decay, eps_placement=eps_placement,
-                        bias_correction=bias_correction)
+                        bias_correction=bias_correction, impl=impl, nonfinite=nonfinite)
         super().__init__(params, defaults)
 
     def _validate(self, group: dict[str, Any]) -> None:
@@ -139,11 +141,13 @@ class AdamW(Adam):
         fused: bool | None = None,
         eps_placement: str = "outside",
         bias_correction: bool = True,
+        impl: str = "auto",
+        nonfinite: str = "ignore",
     ) -> None:
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, foreach=foreach, maximize=maximize,
                          capturable=capturable, differentiable=differentiable, fused=fused,
                          decoupled_weight_decay=True, eps_placement=eps_placement,
-                         bias_correction=bias_correction)
+                         bias_correction=bias_correction, impl=impl, nonfinite=nonfinite)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)

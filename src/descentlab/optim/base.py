@@ -14,6 +14,17 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from descentlab.optim.validation import check_choice
+
+#: Execution paths: ``"reference"`` runs the rule tensor by tensor; ``"auto"`` lets descentlab pick
+#: the fastest path available for the tensors at hand (today: the reference path).
+IMPLS: tuple[str, ...] = ("auto", "reference")
+#: What a step does with a non-finite (inf / NaN) gradient: ``"ignore"`` (PyTorch's behaviour, the
+#: default: the step is taken and NaN propagates), ``"skip"`` (no parameter or state of any group
+#: changes; ``skipped_steps`` counts them) or ``"raise"`` (``FloatingPointError`` naming the tensor).
+NONFINITE_POLICIES: tuple[str, ...] = ("ignore", "skip", "raise")
+COMMON_OPTIONS: tuple[str, ...] = ("impl", "nonfinite")
+
 
 def scalar_dtype() -> torch.dtype:
     """The dtype PyTorch uses for ``state["step"]``: float64 under a float64 default dtype, else float32."""
@@ -47,15 +58,21 @@ class RuleOptimizer(Optimizer):
     extra_options: tuple[str, ...] = ()
 
     def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
-        self._validate(dict(defaults))
+        defaults = {"impl": "auto", "nonfinite": "ignore", **defaults}
+        self._validate_group(dict(defaults))
+        #: Steps skipped because a gradient was not finite (``nonfinite="skip"``).
+        self.skipped_steps = 0
         super().__init__(params, defaults)
 
     # -- groups --------------------------------------------------------------------------------
     def add_param_group(self, param_group: dict[str, Any]) -> None:
+        params = param_group.get("params") if isinstance(param_group, dict) else None
+        if isinstance(params, (list, tuple)) and len({id(p) for p in params}) != len(params):
+            raise ValueError("a parameter appears twice in the same param group; list each tensor once")
         super().add_param_group(param_group)
         index = len(self.param_groups) - 1
         try:
-            self._validate(self.param_groups[index])
+            self._validate_group(self.param_groups[index])
         except ValueError as err:
             self.param_groups.pop()
             if index > 0:
@@ -69,6 +86,11 @@ class RuleOptimizer(Optimizer):
                 group.setdefault(key, self.defaults[key])
             for key, value in self.defaults.items():
                 group.setdefault(key, value)
+
+    def _validate_group(self, group: dict[str, Any]) -> None:
+        check_choice("impl", group["impl"], IMPLS)
+        check_choice("nonfinite", group["nonfinite"], NONFINITE_POLICIES)
+        self._validate(group)
 
     def _validate(self, group: dict[str, Any]) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -87,9 +109,31 @@ class RuleOptimizer(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        if not self._gradients_pass_policy():
+            self.skipped_steps += 1
+            return loss
         for group in self.param_groups:
             self._step_group(group)
         return loss
+
+    def _gradients_pass_policy(self) -> bool:
+        """Apply each group's ``nonfinite`` policy; False means: skip this whole step."""
+        passed = True
+        for index, group in enumerate(self.param_groups):
+            policy = group["nonfinite"]
+            if policy == "ignore":
+                continue
+            for position, param in enumerate(group["params"]):
+                grad = param.grad
+                if grad is None or grad.is_sparse or bool(torch.isfinite(grad).all()):
+                    continue
+                if policy == "raise":
+                    raise FloatingPointError(
+                        f"{type(self).__name__}: non-finite gradient in param group {index}, parameter "
+                        f"{position} (shape {tuple(param.shape)}); nonfinite='raise'"
+                    )
+                passed = False
+        return passed
 
     def _step_group(self, group: dict[str, Any]) -> None:
         for param in group["params"]:

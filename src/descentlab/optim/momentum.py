@@ -52,9 +52,11 @@ class Momentum(RuleOptimizer):
         bias_correction: bool = False,
         weight_decay: float = 0.0,
         maximize: bool = False,
+        impl: str = "auto",
+        nonfinite: str = "ignore",
     ) -> None:
         defaults = dict(lr=lr, beta=beta, form=form, bias_correction=bias_correction,
-                        weight_decay=weight_decay, maximize=maximize)
+                        weight_decay=weight_decay, maximize=maximize, impl=impl, nonfinite=nonfinite)
         super().__init__(params, defaults)
 
     def _validate(self, group: dict[str, Any]) -> None:
@@ -109,8 +111,9 @@ class Nesterov(RuleOptimizer):
     """
 
     def __init__(self, params: Any, lr: float | Tensor, beta: float = 0.9, *, weight_decay: float = 0.0,
-                 maximize: bool = False) -> None:
-        defaults = dict(lr=lr, beta=beta, weight_decay=weight_decay, maximize=maximize)
+                 maximize: bool = False, impl: str = "auto", nonfinite: str = "ignore") -> None:
+        defaults = dict(lr=lr, beta=beta, weight_decay=weight_decay, maximize=maximize, impl=impl,
+                        nonfinite=nonfinite)
         super().__init__(params, defaults)
 
     def _validate(self, group: dict[str, Any]) -> None:

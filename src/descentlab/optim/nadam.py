@@ -56,10 +56,12 @@ class NAdam(RuleOptimizer):
         capturable: bool = False,
         differentiable: bool = False,
         eps_placement: str = "outside",
+        impl: str = "auto",
+        nonfinite: str = "ignore",
     ) -> None:
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, momentum_decay=momentum_decay,
                         decoupled_weight_decay=decoupled_weight_decay, maximize=maximize, foreach=foreach,
-                        capturable=capturable, differentiable=differentiable, eps_placement=eps_placement)
+                        capturable=capturable, differentiable=differentiable, eps_placement=eps_placement, impl=impl, nonfinite=nonfinite)
         super().__init__(params, defaults)
 
     def _validate(self, group: dict[str, Any]) -> None:

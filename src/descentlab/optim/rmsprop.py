@@ -61,10 +61,12 @@ class RMSprop(RuleOptimizer):
         differentiable: bool = False,
         *,
         eps_placement: str = "outside",
+        impl: str = "auto",
+        nonfinite: str = "ignore",
     ) -> None:
         defaults = dict(lr=lr, momentum=momentum, alpha=alpha, eps=eps, centered=centered,
                         weight_decay=weight_decay, capturable=capturable, foreach=foreach,
-                        maximize=maximize, differentiable=differentiable, eps_placement=eps_placement)
+                        maximize=maximize, differentiable=differentiable, eps_placement=eps_placement, impl=impl, nonfinite=nonfinite)
         super().__init__(params, defaults)
 
     def _validate(self, group: dict[str, Any]) -> None:

@@ -70,10 +70,12 @@ class SGD(RuleOptimizer):
         differentiable: bool = False,
         fused: bool | None = None,
         momentum_form: str = "sum",
+        impl: str = "auto",
+        nonfinite: str = "ignore",
     ) -> None:
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                         nesterov=nesterov, maximize=maximize, foreach=foreach,
-                        differentiable=differentiable, fused=fused, momentum_form=momentum_form)
+                        differentiable=differentiable, fused=fused, momentum_form=momentum_form, impl=impl, nonfinite=nonfinite)
         super().__init__(params, defaults)
 
     def _validate(self, group: dict[str, Any]) -> None:
