@@ -1,0 +1,144 @@
+"""Deliberately naive float64 references, written from formulas.md (not from descentlab's code).
+
+Each function takes the current weights ``w`` and gradient ``g`` (NumPy float64 arrays), a state
+dict it updates, the 1-based step ``t`` and the hyperparameters, and returns the new weights.
+State keys use torch's names so they can be compared with the optimizers' state.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _root(x, eps, placement):
+    return np.sqrt(x + eps) if placement == "inside" else np.sqrt(x) + eps
+
+
+def _grad(w, g, weight_decay=0.0, maximize=False):
+    g = -g if maximize else g
+    return g + weight_decay * w
+
+
+def sgd(w, g, s, t, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, maximize=False,
+        momentum_form="sum"):
+    g = _grad(w, g, weight_decay, maximize)
+    if momentum == 0:
+        return w - lr * g
+    if momentum_form == "sum":
+        # PyTorch: the buffer is g itself on the first step, then a = β a + (1 − d) g
+        a = g.copy() if t == 1 else momentum * s["momentum_buffer"] + (1 - dampening) * g
+        s["momentum_buffer"] = a
+        d = g + momentum * a if nesterov else a
+    else:
+        v = momentum * s.get("momentum_buffer", 0.0) + (1 - momentum) * g
+        s["momentum_buffer"] = v
+        d = (1 - momentum) * g + momentum * v if nesterov else v
+    return w - lr * d
+
+
+def momentum(w, g, s, t, lr, beta=0.9, form="ema", bias_correction=False, weight_decay=0.0, maximize=False):
+    g = _grad(w, g, weight_decay, maximize)
+    buf = s.get("momentum_buffer", np.zeros_like(w))
+    if form == "ema":
+        buf = beta * buf + (1 - beta) * g
+        step = buf / (1 - beta**t) if bias_correction else buf
+    else:
+        buf = beta * buf + g
+        step = buf
+    s["momentum_buffer"] = buf
+    s["step"] = t
+    return w - lr * step
+
+
+def nesterov(w, g, s, t, lr, beta=0.9, weight_decay=0.0, maximize=False):
+    """Stored look-ahead form: a ← βa + g; u ← u − η(g + βa)."""
+    g = _grad(w, g, weight_decay, maximize)
+    a = beta * s.get("momentum_buffer", np.zeros_like(w)) + g
+    s["momentum_buffer"] = a
+    return w - lr * (g + beta * a)
+
+
+def adagrad(w, g, s, t, lr=0.01, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10,
+            maximize=False, eps_placement="outside"):
+    g = _grad(w, g, weight_decay, maximize)
+    G = s.get("sum", np.full_like(w, initial_accumulator_value)) + g * g
+    s["sum"] = G
+    s["step"] = t
+    return w - lr / (1 + (t - 1) * lr_decay) * g / _root(G, eps, eps_placement)
+
+
+def adadelta(w, g, s, t, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, maximize=False, eps_placement="inside"):
+    g = _grad(w, g, weight_decay, maximize)
+    G = rho * s.get("square_avg", np.zeros_like(w)) + (1 - rho) * g * g
+    H = s.get("acc_delta", np.zeros_like(w))
+    delta = _root(H, eps, eps_placement) / _root(G, eps, eps_placement) * g
+    s["square_avg"] = G
+    s["acc_delta"] = rho * H + (1 - rho) * delta * delta
+    s["step"] = t
+    return w - lr * delta
+
+
+def rmsprop(w, g, s, t, lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False,
+            maximize=False, eps_placement="outside"):
+    g = _grad(w, g, weight_decay, maximize)
+    S = alpha * s.get("square_avg", np.zeros_like(w)) + (1 - alpha) * g * g
+    s["square_avg"] = S
+    if centered:
+        gbar = alpha * s.get("grad_avg", np.zeros_like(w)) + (1 - alpha) * g
+        s["grad_avg"] = gbar
+        S = S - gbar * gbar
+    D = _root(S, eps, eps_placement)
+    s["step"] = t
+    if momentum > 0:
+        b = momentum * s.get("momentum_buffer", np.zeros_like(w)) + g / D
+        s["momentum_buffer"] = b
+        return w - lr * b
+    return w - lr * g / D
+
+
+def adam(w, g, s, t, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, maximize=False,
+         decoupled_weight_decay=False, eps_placement="outside", bias_correction=True):
+    b1, b2 = betas
+    g = -g if maximize else g
+    if decoupled_weight_decay:
+        w = w - lr * weight_decay * w
+    else:
+        g = g + weight_decay * w
+    m = b1 * s.get("exp_avg", np.zeros_like(w)) + (1 - b1) * g
+    v = b2 * s.get("exp_avg_sq", np.zeros_like(w)) + (1 - b2) * g * g
+    s["exp_avg"], s["exp_avg_sq"], s["step"] = m, v, t
+    if amsgrad:
+        v = np.maximum(s.get("max_exp_avg_sq", np.zeros_like(w)), v)
+        s["max_exp_avg_sq"] = v
+    c1, c2 = (1 - b1**t, 1 - b2**t) if bias_correction else (1.0, 1.0)
+    m_hat, v_hat = m / c1, v / c2
+    return w - lr * m_hat / _root(v_hat, eps, eps_placement)
+
+
+def adamw(w, g, s, t, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, maximize=False,
+          eps_placement="outside", bias_correction=True):
+    return adam(w, g, s, t, lr, betas, eps, weight_decay, amsgrad, maximize, True, eps_placement, bias_correction)
+
+
+def nadam(w, g, s, t, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, momentum_decay=4e-3,
+          decoupled_weight_decay=False, maximize=False, eps_placement="outside"):
+    b1, b2 = betas
+    g = -g if maximize else g
+    if decoupled_weight_decay:
+        w = w - lr * weight_decay * w
+    else:
+        g = g + weight_decay * w
+    mu = b1 * (1 - 0.5 * 0.96 ** (t * momentum_decay))
+    mu_next = b1 * (1 - 0.5 * 0.96 ** ((t + 1) * momentum_decay))
+    prod = s.get("mu_product", 1.0) * mu
+    m = b1 * s.get("exp_avg", np.zeros_like(w)) + (1 - b1) * g
+    v = b2 * s.get("exp_avg_sq", np.zeros_like(w)) + (1 - b2) * g * g
+    s["exp_avg"], s["exp_avg_sq"], s["mu_product"], s["step"] = m, v, prod, t
+    D = _root(v / (1 - b2**t), eps, eps_placement)
+    return w - lr * (1 - mu) / (1 - prod) * g / D - lr * mu_next / (1 - prod * mu_next) * m / D
+
+
+REFERENCES = {
+    "sgd": sgd, "momentum": momentum, "nesterov": nesterov, "adagrad": adagrad, "adadelta": adadelta,
+    "rmsprop": rmsprop, "adam": adam, "adamw": adamw, "nadam": nadam,
+}
