@@ -56,6 +56,9 @@ class RuleOptimizer(Optimizer):
     #: Options added by descentlab on top of torch's; restored from ``defaults`` when a loaded
     #: ``state_dict`` (say, one saved by ``torch.optim``) lacks them.
     extra_options: tuple[str, ...] = ()
+    #: Complex parameters are stepped as pairs of reals (torch's Adam, RMSprop, Adagrad, … do the same);
+    #: ``SGD`` steps them in complex arithmetic, as ``torch.optim.SGD`` does, so it sets this to False.
+    complex_as_real: bool = True
 
     def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
         defaults = {"impl": "auto", "nonfinite": "ignore", **defaults}
@@ -149,7 +152,7 @@ class RuleOptimizer(Optimizer):
             first_step = len(state) == 0
             if first_step:
                 self._init_state(param, group, state)
-            if param.is_complex():
+            if param.is_complex() and self.complex_as_real:
                 real_state = {k: _real_view(v) for k, v in state.items()}
                 self._update(torch.view_as_real(param), torch.view_as_real(grad), real_state, group, first_step)
             else:

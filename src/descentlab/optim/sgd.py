@@ -55,6 +55,7 @@ class SGD(RuleOptimizer):
     """
 
     extra_options = ("momentum_form",)
+    complex_as_real = False  # torch.optim.SGD steps complex tensors in complex arithmetic
 
     def __init__(
         self,
