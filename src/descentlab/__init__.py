@@ -5,6 +5,8 @@
 >>> opt = descentlab.Adam(model.parameters(), lr=1e-3)      # drop-in for torch.optim.Adam
 """
 
+from descentlab import schedules
+from descentlab.averaging import EMA, WeightEMA, ema
 from descentlab.optim import (
     REGISTRY,
     SGD,
@@ -22,9 +24,11 @@ from descentlab.optim import (
     optimizer_names,
 )
 
+from descentlab.schedules import Scheduler
+
 __version__ = "0.1.0"
 
 __all__ = [
     "REGISTRY", "SGD", "Adadelta", "Adagrad", "Adam", "AdamW", "Momentum", "NAdam", "Nesterov",
-    "OptimizerSpec", "RMSprop", "create_optimizer", "get_spec", "optimizer_names", "__version__",
+    "EMA", "OptimizerSpec", "RMSprop", "Scheduler", "WeightEMA", "ema", "schedules", "create_optimizer", "get_spec", "optimizer_names", "__version__",
 ]

@@ -1,0 +1,231 @@
+"""Exponentially weighted (moving) averages with bias correction: of numbers, series and model weights.
+
+With ``v₀ = 0``::
+
+    v_t = β v_{t−1} + (1 − β) θ_t          bias-corrected:  v̂_t = v_t / (1 − βᵗ)
+
+It averages roughly the last ``1/(1 − β)`` values (β = 0.9 → 10, 0.98 → 50, 0.5 → 2) and needs one
+number (or tensor) of memory. Without correction the first values are biased towards 0: with β = 0.98
+and daily temperatures 40, 49, 45 °F, ``v₂ = 1.764`` but ``v̂₂ = 1.764 / 0.0396 ≈ 44.55``.
+The correction factor ``1 − βᵗ`` is computed once, in float64 (:func:`descentlab.rules.common.bias_correction`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import numbers
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from scipy.signal import lfilter
+
+from descentlab.rules.common import bias_correction as correction_factor
+
+__all__ = ["EMA", "WeightEMA", "ema"]
+
+
+def _check_beta(beta: Any) -> float:
+    if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not 0.0 <= float(beta) < 1.0:
+        raise ValueError(f"beta must be in [0, 1), got {beta!r}")
+    return float(beta)
+
+
+def _check_bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+class EMA:
+    """A running exponentially weighted average of numbers or tensors.
+
+    >>> avg = EMA(0.98)
+    >>> [round(avg.update(x), 2) for x in (40.0, 49.0, 45.0)]
+    [40.0, 44.55, 44.7]
+    >>> round(avg.window, 6)
+    50.0
+    """
+
+    def __init__(self, beta: float, *, bias_correction: bool = True) -> None:
+        self.beta = _check_beta(beta)
+        self.bias_correction = _check_bool("bias_correction", bias_correction)
+        self.count = 0
+        self._raw: float | torch.Tensor = 0.0
+
+    @property
+    def window(self) -> float:
+        """The effective number of values averaged, ``1 / (1 − β)``."""
+        return 1.0 / (1.0 - self.beta)
+
+    @property
+    def raw(self) -> float | torch.Tensor:
+        """The uncorrected average ``v_t``."""
+        return self._raw
+
+    @property
+    def value(self) -> float | torch.Tensor:
+        """The current average (bias-corrected if asked); raises before the first update."""
+        if self.count == 0:
+            raise ValueError("EMA has no value yet: call update(x) first")
+        if not self.bias_correction:
+            return self._raw
+        return self._raw / correction_factor(self.beta, self.count)
+
+    def update(self, x: float | torch.Tensor) -> float | torch.Tensor:
+        """Fold ``x`` into the average and return :attr:`value`."""
+        if isinstance(x, torch.Tensor):
+            x = x.detach()
+            if not (x.is_floating_point() or x.is_complex()):
+                x = x.to(torch.get_default_dtype())
+            self._raw = self.beta * self._raw + (1.0 - self.beta) * x
+        else:
+            if isinstance(x, bool) or not isinstance(x, numbers.Real):
+                raise ValueError(f"EMA.update takes a real number or a tensor, got {x!r}")
+            if isinstance(self._raw, torch.Tensor):
+                raise ValueError("EMA.update: this EMA averages tensors; got a number")
+            self._raw = self.beta * self._raw + (1.0 - self.beta) * float(x)
+        self.count += 1
+        return self.value
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue the average."""
+        raw = self._raw.clone() if isinstance(self._raw, torch.Tensor) else self._raw
+        return {"beta": self.beta, "bias_correction": self.bias_correction, "count": self.count, "raw": raw}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue an average saved by :meth:`state_dict`."""
+        missing = {"beta", "bias_correction", "count", "raw"} - set(state)
+        if missing:
+            raise ValueError(f"not an EMA state_dict: missing {sorted(missing)}")
+        self.beta = _check_beta(state["beta"])
+        self.bias_correction = _check_bool("bias_correction", state["bias_correction"])
+        self.count = int(state["count"])
+        self._raw = state["raw"]
+
+
+def ema(series: Any, beta: float, *, bias_correction: bool = True) -> Any:
+    """The whole averaged series at once, equal to updating :class:`EMA` value by value.
+
+    Vectorised with a linear filter (``scipy.signal.lfilter``, exact for this recurrence and stable for
+    any length), along the first axis. A list gives a list, a NumPy array an array, a tensor a tensor
+    (same dtype and device; computed in float64).
+
+    >>> [round(v, 3) for v in ema([40, 49, 45], 0.98, bias_correction=False)]
+    [0.8, 1.764, 2.629]
+    """
+    beta = _check_beta(beta)
+    _check_bool("bias_correction", bias_correction)
+    kind = "tensor" if isinstance(series, torch.Tensor) else "numpy" if isinstance(series, np.ndarray) else "list"
+    if kind == "tensor":
+        x = series.detach().to("cpu", torch.float64).numpy()
+    else:
+        x = np.asarray(series, dtype=np.float64)
+    if x.ndim == 0:
+        raise ValueError("series must be one-dimensional (or more), got a scalar")
+    out = lfilter([1.0 - beta], [1.0, -beta], x, axis=0)
+    if bias_correction and len(x):
+        t = np.arange(1, len(x) + 1, dtype=np.float64)
+        factors = 1.0 - beta**t
+        out = out / factors.reshape((-1,) + (1,) * (x.ndim - 1))
+    if kind == "tensor":
+        return torch.from_numpy(out).to(device=series.device, dtype=series.dtype if series.is_floating_point()
+                                         else torch.get_default_dtype())
+    if kind == "numpy":
+        return out
+    return out.tolist()
+
+
+class WeightEMA:
+    """An exponentially weighted average of a model's parameters and floating-point buffers.
+
+    Call :meth:`update` after each ``optimizer.step()``. The average starts at **zero** and is
+    bias-corrected (``v_t / (1 − βᵗ)``), so early on it is a proper weighted mean of the weights seen —
+    unlike ``torch.optim.swa_utils.AveragedModel`` and ``torch_ema``, which start the average *at the
+    first weights* (no correction needed, but the initial weights keep weight βᵗ forever).
+    Integer buffers (e.g. BatchNorm's ``num_batches_tracked``) are copied, not averaged.
+
+    >>> model = torch.nn.Linear(2, 1)
+    >>> averaged = WeightEMA(model, beta=0.9)
+    >>> averaged.update()
+    >>> with averaged.average_parameters():
+    ...     pass  # evaluate here with the averaged weights; the live ones come back on exit
+    """
+
+    def __init__(self, model: torch.nn.Module, beta: float = 0.999, *, bias_correction: bool = True) -> None:
+        if not isinstance(model, torch.nn.Module):
+            raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        self.model = model
+        self.beta = _check_beta(beta)
+        self.bias_correction = _check_bool("bias_correction", bias_correction)
+        self.count = 0
+        self._raw = {name: torch.zeros_like(t, dtype=t.dtype) for name, t in self._tracked().items()
+                     if t.is_floating_point()}
+
+    def _tracked(self) -> dict[str, torch.Tensor]:
+        named = dict(self.model.named_parameters())
+        named.update(dict(self.model.named_buffers()))
+        return named
+
+    @torch.no_grad()
+    def update(self) -> None:
+        """Fold the model's current weights into the average."""
+        for name, t in self._tracked().items():
+            if name in self._raw:
+                self._raw[name].mul_(self.beta).add_(t.detach(), alpha=1.0 - self.beta)
+        self.count += 1
+
+    @torch.no_grad()
+    def averaged(self) -> dict[str, torch.Tensor]:
+        """New tensors holding the averaged weights (bias-corrected if asked)."""
+        if self.count == 0:
+            raise ValueError("WeightEMA has no average yet: call update() after an optimizer step first")
+        c = correction_factor(self.beta, self.count) if self.bias_correction else 1.0
+        return {name: raw / c for name, raw in self._raw.items()}
+
+    @torch.no_grad()
+    def copy_to(self, model: torch.nn.Module | None = None) -> None:
+        """Write the averaged weights into ``model`` (by default the tracked one)."""
+        target = dict((model or self.model).named_parameters())
+        target.update(dict((model or self.model).named_buffers()))
+        averaged = self.averaged()
+        missing = set(averaged) - set(target)
+        if missing:
+            raise ValueError(f"copy_to: the model has no tensors named {sorted(missing)}")
+        for name, value in averaged.items():
+            target[name].copy_(value)
+
+    @contextlib.contextmanager
+    def average_parameters(self) -> Iterator[torch.nn.Module]:
+        """Evaluate the model with the averaged weights inside the block; the live ones are restored on exit."""
+        live = {name: t.detach().clone() for name, t in self._tracked().items() if name in self._raw}
+        self.copy_to()
+        try:
+            yield self.model
+        finally:
+            with torch.no_grad():
+                tracked = self._tracked()
+                for name, value in live.items():
+                    tracked[name].copy_(value)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue the average."""
+        return {"beta": self.beta, "bias_correction": self.bias_correction, "count": self.count,
+                "raw": {k: v.clone() for k, v in self._raw.items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue an average saved by :meth:`state_dict` (tensor names and shapes must match)."""
+        missing = {"beta", "bias_correction", "count", "raw"} - set(state)
+        if missing:
+            raise ValueError(f"not a WeightEMA state_dict: missing {sorted(missing)}")
+        if set(state["raw"]) != set(self._raw):
+            raise ValueError(f"WeightEMA state_dict tracks {sorted(state['raw'])}, the model has {sorted(self._raw)}")
+        for name, value in state["raw"].items():
+            if value.shape != self._raw[name].shape:
+                raise ValueError(f"WeightEMA state_dict: {name} has shape {tuple(value.shape)}, "
+                                 f"the model's is {tuple(self._raw[name].shape)}")
+        self.beta = _check_beta(state["beta"])
+        self.bias_correction = _check_bool("bias_correction", state["bias_correction"])
+        self.count = int(state["count"])
+        self._raw = {k: copy.deepcopy(v).to(self._raw[k].device) for k, v in state["raw"].items()}

@@ -1,0 +1,145 @@
+"""EMA of numbers, series and model weights, with and without bias correction."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from descentlab.averaging import EMA, WeightEMA, ema
+
+
+def test_notes_temperature_numbers():
+    avg = EMA(0.98, bias_correction=False)
+    avg.update(40.0)
+    assert avg.value == pytest.approx(0.8)
+    avg.update(49.0)
+    assert avg.value == pytest.approx(1.764)
+    corrected = EMA(0.98)
+    corrected.update(40.0)
+    assert corrected.update(49.0) == pytest.approx(1.764 / 0.0396)
+    assert round(corrected.value, 2) == 44.55
+
+
+@pytest.mark.parametrize("beta,window", [(0.9, 10), (0.98, 50), (0.5, 2)])
+def test_window(beta, window):
+    assert EMA(beta).window == pytest.approx(window)
+
+
+def _loop(series, beta, bias_correction):
+    v, out = 0.0, []
+    for t, x in enumerate(series, start=1):
+        v = beta * v + (1 - beta) * x
+        out.append(v / (1 - beta**t) if bias_correction else v)
+    return out
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.5, 0.9, 0.98, 0.999])
+@pytest.mark.parametrize("bias_correction", [True, False])
+def test_vectorised_ema_equals_the_loop(beta, bias_correction):
+    series = np.random.default_rng(3).normal(size=500).cumsum()
+    expected = _loop(series, beta, bias_correction)
+    np.testing.assert_allclose(ema(series, beta, bias_correction=bias_correction), expected, rtol=1e-10, atol=1e-12)
+    running = EMA(beta, bias_correction=bias_correction)
+    np.testing.assert_allclose([running.update(float(x)) for x in series], expected, rtol=1e-12, atol=1e-12)
+
+
+def test_ema_keeps_the_kind_of_its_input():
+    assert isinstance(ema([1.0, 2.0], 0.5), list)
+    assert isinstance(ema(np.array([1.0, 2.0]), 0.5), np.ndarray)
+    t = ema(torch.tensor([1.0, 2.0], dtype=torch.float32), 0.5)
+    assert isinstance(t, torch.Tensor) and t.dtype == torch.float32
+    two_d = ema(np.ones((5, 3)), 0.9)
+    np.testing.assert_allclose(two_d, np.ones((5, 3)))  # corrected average of a constant is the constant
+
+
+def test_ema_of_a_million_points_is_fast():
+    x = np.random.default_rng(0).normal(size=1_000_000)
+    start = time.perf_counter()
+    out = ema(x, 0.99)
+    elapsed = time.perf_counter() - start
+    assert out.shape == x.shape and np.isfinite(out).all()
+    assert elapsed < 1.0, f"ema of 1e6 points took {elapsed:.2f} s"
+
+
+def test_tensor_ema_and_state_dict_round_trip():
+    avg = EMA(0.9)
+    xs = [torch.randn(3) for _ in range(6)]
+    for x in xs[:3]:
+        avg.update(x)
+    resumed = EMA(0.5)
+    resumed.load_state_dict(avg.state_dict())
+    for x in xs[3:]:
+        a, b = avg.update(x), resumed.update(x)
+        assert torch.equal(a, b)
+    expected = _loop([x.double() for x in xs], 0.9, True)[-1]
+    torch.testing.assert_close(avg.value.double(), expected, rtol=1e-6, atol=1e-6)
+
+
+def test_weight_ema_against_hand_computed_average_of_snapshots():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    avg = WeightEMA(model, beta=0.8)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    snapshots = []
+    for _ in range(7):
+        opt.zero_grad()
+        model(torch.randn(8, 3)).pow(2).mean().backward()
+        opt.step()
+        avg.update()
+        snapshots.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+    weights = np.array([(1 - 0.8) * 0.8 ** (7 - t) for t in range(1, 8)]) / (1 - 0.8**7)
+    averaged = avg.averaged()
+    for name in ("0.weight", "0.bias", "1.running_mean"):
+        expected = sum(w * s[name] for w, s in zip(weights, snapshots))
+        torch.testing.assert_close(averaged[name], expected.float(), rtol=1e-5, atol=1e-6)
+    assert "1.num_batches_tracked" not in averaged  # integer buffers are not averaged
+
+
+def test_average_parameters_restores_live_weights_and_copy_to():
+    model = torch.nn.Linear(2, 1)
+    avg = WeightEMA(model, beta=0.5)
+    avg.update()
+    live = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    avg.update()
+    after = {k: v.clone() for k, v in model.state_dict().items()}
+    with avg.average_parameters() as m:
+        assert m is model
+        torch.testing.assert_close(model.weight, (0.25 * live["weight"] + 0.5 * after["weight"]) / 0.75)
+    assert torch.equal(model.weight, after["weight"])
+    other = torch.nn.Linear(2, 1)
+    avg.copy_to(other)
+    torch.testing.assert_close(other.weight, avg.averaged()["weight"])
+
+
+def test_weight_ema_state_dict_round_trip_and_errors():
+    model = torch.nn.Linear(2, 1)
+    avg = WeightEMA(model, beta=0.9)
+    with pytest.raises(ValueError, match="call update"):
+        avg.averaged()
+    avg.update()
+    clone = WeightEMA(model, beta=0.1)
+    clone.load_state_dict(avg.state_dict())
+    assert clone.beta == 0.9 and clone.count == 1
+    with pytest.raises(ValueError, match="tracks"):
+        WeightEMA(torch.nn.Linear(3, 3, bias=False)).load_state_dict(avg.state_dict())
+
+
+@pytest.mark.parametrize("beta", [1.0, -0.1, 1.5, "0.9", True])
+def test_bad_beta_is_named(beta):
+    for build in (lambda: EMA(beta), lambda: ema([1.0], beta), lambda: WeightEMA(torch.nn.Linear(1, 1), beta)):
+        with pytest.raises(ValueError, match="beta must be in"):
+            build()
+
+
+def test_value_before_update_and_wrong_inputs():
+    with pytest.raises(ValueError, match="no value yet"):
+        EMA(0.9).value
+    with pytest.raises(ValueError, match="real number or a tensor"):
+        EMA(0.9).update("hot")
+    with pytest.raises(ValueError, match="scalar"):
+        ema(3.0, 0.9)
