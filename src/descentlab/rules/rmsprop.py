@@ -4,7 +4,7 @@ Symbols: ``S`` = ``square_avg``, β = PyTorch's ``alpha``, ``ḡ`` = ``grad_avg`
 ``b`` = ``momentum_buffer`` (momentum only)::
 
     S ← β S + (1 − β) g²
-    (centered)  ḡ ← β ḡ + (1 − β) g;   S' = S − ḡ²      (else S' = S)
+    (centered)  ḡ ← β ḡ + (1 − β) g;   S' = max(S − ḡ², 0)   (else S' = S)
     D = √S' + ε  (outside, PyTorch)   or   √(S' + ε)  (inside: lecture notes, Keras)
     w ← w − η g / D                          (no momentum)
     b ← μ b + g / D;   w ← w − η b           (momentum μ > 0)
@@ -59,6 +59,8 @@ def centered_rmsprop(
     """One centered RMSProp step: the variance ``S − ḡ²`` replaces ``S``."""
     square_avg.mul_(alpha).addcmul_(grad, grad, value=1 - alpha)
     grad_avg.lerp_(grad, 1 - alpha)
-    variance = square_avg.addcmul(grad_avg, grad_avg, value=-1)
+    # S − ḡ² ≥ 0 in exact arithmetic; rounding can make it slightly negative (always with β = 0), where
+    # √ would give NaN (as in torch). Clamping leaves every non-negative value bit-for-bit unchanged.
+    variance = square_avg.addcmul(grad_avg, grad_avg, value=-1).clamp_min_(0)
     denom = root_with_eps(variance, eps, eps_placement)
     _apply(param, grad, denom, momentum_buffer, lr, momentum)
