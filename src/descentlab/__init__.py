@@ -25,10 +25,13 @@ from descentlab.optim import (
 )
 
 from descentlab.schedules import Scheduler
+from descentlab.data import suggest_batch_size
+from descentlab.train import History, fit
+from descentlab import datasets, models
 
 __version__ = "0.1.0"
 
 __all__ = [
     "REGISTRY", "SGD", "Adadelta", "Adagrad", "Adam", "AdamW", "Momentum", "NAdam", "Nesterov",
-    "EMA", "OptimizerSpec", "RMSprop", "Scheduler", "WeightEMA", "ema", "schedules", "create_optimizer", "get_spec", "optimizer_names", "__version__",
+    "EMA", "History", "OptimizerSpec", "datasets", "fit", "models", "suggest_batch_size", "RMSprop", "Scheduler", "WeightEMA", "ema", "schedules", "create_optimizer", "get_spec", "optimizer_names", "__version__",
 ]

@@ -1,0 +1,192 @@
+"""``fit``: batch, stochastic or mini-batch gradient descent on real data, with history, progress,
+atomic checkpoints and exact resume.
+
+Exactness of resume rests on three facts: the data order of an epoch is a pure function of
+``(seed, epoch)`` (:func:`descentlab.data.epoch_order`); a schedule is a pure function of its clock;
+and a checkpoint holds everything else that changes — model, optimizer state, RNG states, the position
+(epoch, batch, step) and the history. A run killed anywhere and resumed from its last checkpoint
+therefore replays exactly the steps an uninterrupted run takes, and ends with bit-identical weights.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from descentlab.data.batches import MiniBatches, check_batch_size
+from descentlab.schedules import check_unit
+from descentlab.train.checkpoint import list_checkpoints, load_latest_checkpoint, save_checkpoint
+from descentlab.train.history import History
+from descentlab.train.losses import LossFn, get_loss
+from descentlab.train.progress import Progress
+
+NONFINITE_ACTIONS = ("stop", "skip")
+
+
+class TrainingDiverged(FloatingPointError):
+    """A non-finite loss stopped training (``on_nonfinite="stop"``)."""
+
+
+def _set_rates(optimizer: torch.optim.Optimizer, schedule: Callable[[int], float], t: int,
+               base_lrs: list[float]) -> float:
+    """Group 0 gets ``schedule(t)``; other groups keep their initial ratio to group 0."""
+    value = float(schedule(t))
+    for i, group in enumerate(optimizer.param_groups):
+        rate = value if i == 0 else value * base_lrs[i] / base_lrs[0]
+        if isinstance(group["lr"], torch.Tensor):
+            group["lr"].fill_(rate)
+        else:
+            group["lr"] = rate
+    return value
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, data: tuple[torch.Tensor, torch.Tensor], loss_fn: LossFn,
+             accuracy: bool, chunk: int = 4096) -> dict[str, float]:
+    """Mean loss (and accuracy) of ``model`` on ``data``, in eval mode, by chunks."""
+    x, y = data
+    was_training = model.training
+    model.eval()
+    total, correct = 0.0, 0
+    for i in range(0, len(x), chunk):
+        out = model(x[i:i + chunk])
+        total += float(loss_fn(out, y[i:i + chunk])) * len(out)
+        if accuracy:
+            correct += int((out.argmax(1) == y[i:i + chunk]).sum())
+    model.train(was_training)
+    result = {"loss": total / len(x)}
+    if accuracy:
+        result["accuracy"] = correct / len(x)
+    return result
+
+
+def fit(model: torch.nn.Module, data: Any, optimizer: torch.optim.Optimizer, *, loss: str | LossFn, epochs: int,
+        batch_size: int | str = "full", schedule: Callable[[int], float] | None = None, schedule_unit: str = "epoch",
+        val: tuple[torch.Tensor, torch.Tensor] | None = None, accuracy: bool = False, seed: int = 0,
+        checkpoint_dir: str | Path | None = None, checkpoint_every: int | None = None, keep_last: int = 3,
+        resume: bool = True, on_nonfinite: str = "stop", progress: bool = True,
+        step_callback: Callable[[int], None] | None = None) -> History:
+    """Train ``model`` on ``data`` with ``optimizer``; return the :class:`History`.
+
+    Args:
+        data: ``(x, y)`` tensors or a map-style Dataset yielding ``(x, y)``.
+        loss: ``"mse"`` (the mean), ``"cross_entropy"``, ``"mean_output"`` or a callable ``(output, y)``.
+        epochs: passes over the data (the run ends after this many, counting resumed ones).
+        batch_size: ``"full"`` (batch GD), ``1`` (stochastic GD) or an integer (mini-batch GD);
+            ``"auto"`` asks :func:`descentlab.suggest_batch_size`.
+        schedule: a callable ``t -> lr`` (e.g. from :mod:`descentlab.schedules`); ``t`` counts epochs or
+            steps from 0 as ``schedule_unit`` says. Group 0 gets ``schedule(t)``, other groups keep
+            their initial ratio to group 0.
+        val: validation ``(x, y)`` evaluated at each epoch end; ``accuracy`` adds classification accuracy.
+        checkpoint_dir: where checkpoints go (atomic, last ``keep_last`` kept); every epoch end and,
+            with ``checkpoint_every=k``, every ``k`` steps. With ``resume=True`` a run restarts from the
+            newest checkpoint there and ends bit-identical to an uninterrupted one.
+        on_nonfinite: ``"stop"`` raises :class:`TrainingDiverged` naming epoch, step and rate (the last
+            checkpoint stays the last good one); ``"skip"`` drops the step and counts it.
+        progress: a progress bar on a terminal (quiet otherwise).
+        step_callback: called with the global step after every optimizer step (tests use it).
+    """
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
+    check_unit(schedule_unit)
+    if on_nonfinite not in NONFINITE_ACTIONS:
+        raise ValueError(f"on_nonfinite must be one of 'stop', 'skip'; got {on_nonfinite!r}")
+    if checkpoint_every is not None and (not isinstance(checkpoint_every, int) or checkpoint_every < 1):
+        raise ValueError(f"checkpoint_every must be a positive integer or None, got {checkpoint_every!r}")
+    if schedule is not None and not callable(schedule):
+        raise ValueError(f"schedule must be a callable t -> lr, got {schedule!r}")
+    loss_fn = get_loss(loss)
+    if isinstance(data, (tuple, list)) and len(data) != 2:
+        raise ValueError("data must be (x, y) tensors or a Dataset yielding (x, y)")
+    size = check_batch_size(batch_size)
+    if size == "auto":
+        from descentlab.data.batch_size import suggest_batch_size
+
+        x0, y0 = data if isinstance(data, (tuple, list)) else MiniBatches(data, "full").batches(0).__next__()
+        size = suggest_batch_size(model, x0[:64], y0[:64], loss_fn, n_samples=len(x0)).batch_size
+    batches = MiniBatches(data, size, seed=seed)
+    base_lrs = [float(g["lr"]) for g in optimizer.param_groups]
+    if schedule is not None and len(base_lrs) > 1 and base_lrs[0] == 0:
+        raise ValueError("with several param groups, group 0's lr sets the ratios and must not be 0")
+
+    history = History()
+    start_epoch, start_batch, step, samples, elapsed, skipped = 0, 0, 0, 0, 0.0, 0
+    config = {"seed": seed, "batch_size": batches.batch_size, "n": batches.n, "schedule_unit": schedule_unit}
+    if checkpoint_dir is not None and resume:
+        ck = load_latest_checkpoint(checkpoint_dir)
+        if ck is not None:
+            if ck["config"] != config:
+                raise ValueError(f"checkpoint {ck['path']} was made with {ck['config']}, this run has {config}; "
+                                 "use another checkpoint_dir or resume=False")
+            model.load_state_dict(ck["model"])
+            optimizer.load_state_dict(ck["optimizer"])
+            history = History.from_state_dict(ck["history"])
+            start_epoch, start_batch, step = ck["epoch"], ck["batch"], ck["step"]
+            samples, elapsed, skipped, base_lrs = ck["samples"], ck["seconds"], ck["skipped"], ck["base_lrs"]
+            torch.set_rng_state(ck["rng"]["torch"])
+            np.random.set_state(ck["rng"]["numpy"])
+            random.setstate(ck["rng"]["python"])
+    elif checkpoint_dir is not None and list_checkpoints(checkpoint_dir):
+        raise FileExistsError(f"{checkpoint_dir} already holds checkpoints; pass resume=True or another folder")
+
+    def checkpoint(epoch: int, batch: int) -> None:
+        if checkpoint_dir is None:
+            return
+        payload = {"config": config, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                   "history": history.state_dict(), "epoch": epoch, "batch": batch, "step": step,
+                   "samples": samples, "seconds": elapsed + time.perf_counter() - t0, "skipped": skipped,
+                   "base_lrs": base_lrs, "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+                                                 "python": random.getstate()}}
+        save_checkpoint(checkpoint_dir, step, payload, keep_last)
+
+    t0 = time.perf_counter()
+    bar = Progress(total=epochs * len(batches), initial=start_epoch * len(batches) + start_batch, enabled=progress)
+    model.train()
+    try:
+        for epoch in range(start_epoch, epochs):
+            if schedule is not None and schedule_unit == "epoch":
+                _set_rates(optimizer, schedule, epoch, base_lrs)
+            for b, (x, y) in enumerate(batches.batches(epoch, start_batch), start=start_batch):
+                if schedule is not None and schedule_unit == "step":
+                    _set_rates(optimizer, schedule, step, base_lrs)
+                lr = float(optimizer.param_groups[0]["lr"])
+                optimizer.zero_grad(set_to_none=True)
+                value = loss_fn(model(x), y)
+                current = value.item() if not value.requires_grad else value.detach().item()
+                if not math.isfinite(current):
+                    if on_nonfinite == "stop":
+                        raise TrainingDiverged(f"non-finite loss ({current}) at epoch {epoch}, step {step + 1}, "
+                                               f"learning rate {lr:g}; the last checkpoint is the last good state")
+                    skipped += 1
+                    continue
+                value.backward()
+                optimizer.step()
+                step += 1
+                samples += len(x)
+                now = elapsed + time.perf_counter() - t0
+                history.record_step(step=step, epoch=epoch, loss=current, lr=lr, samples=samples, seconds=now)
+                bar.update(current, lr, samples, now)
+                if step_callback is not None:
+                    step_callback(step)
+                if checkpoint_every and step % checkpoint_every == 0 and b + 1 < len(batches):
+                    checkpoint(epoch, b + 1)
+            start_batch = 0
+            row: dict[str, Any] = {"epoch": epoch}
+            train_eval = evaluate(model, data if isinstance(data, (tuple, list)) else next(
+                MiniBatches(data, "full", shuffle=False).batches(0)), loss_fn, accuracy)
+            row.update({f"train_{k}": v for k, v in train_eval.items()})
+            if val is not None:
+                row.update({f"val_{k}": v for k, v in evaluate(model, val, loss_fn, accuracy).items()})
+            row.update({"lr": float(optimizer.param_groups[0]["lr"]), "steps": step, "samples": samples,
+                        "seconds": elapsed + time.perf_counter() - t0, "skipped_steps": skipped})
+            history.record_epoch(row)
+            checkpoint(epoch + 1, 0)
+    finally:
+        bar.close()
+    return history

@@ -1,0 +1,119 @@
+"""What a training run records: per-step loss (and its bias-corrected EMA), learning rate, samples seen
+and wall time; per-epoch train / validation metrics. Saveable to CSV / JSON and plottable."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from descentlab.averaging import EMA
+
+
+def write_text_atomically(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+@dataclass
+class History:
+    """The record of a run. ``steps`` has one dict per optimizer step (``step, epoch, loss, loss_ema, lr,
+    samples, seconds``), ``epochs`` one per finished epoch (``epoch, train_loss, val_loss, …, lr, steps,
+    samples, seconds``). ``loss_ema`` is the bias-corrected EMA (β = ``ema_beta``) of the per-step loss."""
+
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+    ema_beta: float = 0.98
+    _ema: EMA | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self._ema is None:
+            self._ema = EMA(self.ema_beta)
+
+    def record_step(self, *, step: int, epoch: int, loss: float, lr: float, samples: int, seconds: float) -> None:
+        """Append one step (the EMA is updated here)."""
+        smoothed = self._ema.update(loss)
+        self.steps.append({"step": step, "epoch": epoch, "loss": loss, "loss_ema": smoothed, "lr": lr,
+                           "samples": samples, "seconds": seconds})
+
+    def record_epoch(self, row: dict[str, Any]) -> None:
+        """Append one finished epoch's metrics."""
+        self.epochs.append(dict(row))
+
+    @property
+    def final(self) -> dict[str, Any]:
+        """The last epoch's row (empty before the first epoch ends)."""
+        return dict(self.epochs[-1]) if self.epochs else {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue the record after a resume."""
+        return {"steps": [dict(r) for r in self.steps], "epochs": [dict(r) for r in self.epochs],
+                "ema_beta": self.ema_beta, "ema": self._ema.state_dict()}
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any]) -> "History":
+        """Rebuild a History saved by :meth:`state_dict`."""
+        history = cls([dict(r) for r in state["steps"]], [dict(r) for r in state["epochs"]], state["ema_beta"])
+        history._ema.load_state_dict(state["ema"])
+        return history
+
+    def to_csv(self, path: str | os.PathLike, which: str = "steps") -> Path:
+        """Write the per-step (``which="steps"``) or per-epoch (``"epochs"``) rows as CSV, atomically."""
+        if which not in ("steps", "epochs"):
+            raise ValueError(f"which must be 'steps' or 'epochs', got {which!r}")
+        rows = self.steps if which == "steps" else self.epochs
+        columns: list[str] = []
+        for row in rows:
+            columns += [k for k in row if k not in columns]
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        return write_text_atomically(path, buf.getvalue())
+
+    def to_json(self, path: str | os.PathLike) -> Path:
+        """Write both tables as one JSON document, atomically."""
+        return write_text_atomically(path, json.dumps({"steps": self.steps, "epochs": self.epochs}, indent=1))
+
+    def plot(self, path: str | os.PathLike, title: str = "") -> Path:
+        """The notes' picture: the noisy per-step cost, its smoothed curve, and per-epoch points."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        from descentlab.pictures import save_figure_atomically
+
+        fig, ax = plt.subplots(figsize=(7.5, 4.2))
+        if self.steps:
+            s = [r["step"] for r in self.steps]
+            ax.plot(s, [r["loss"] for r in self.steps], color="0.7", linewidth=0.8, label="per-step cost (mini-batch)")
+            ax.plot(s, [r["loss_ema"] for r in self.steps], color="tab:blue", label="smoothed (EMA, bias-corrected)")
+        if self.epochs:
+            ends = [r["steps"] for r in self.epochs]
+            ax.plot(ends, [r["train_loss"] for r in self.epochs], "o", color="tab:red", label="train loss (epoch end)")
+            if self.epochs[0].get("val_loss") is not None:
+                ax.plot(ends, [r["val_loss"] for r in self.epochs], "s", color="tab:green", label="validation loss")
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("cost")
+        positive = all(r["loss"] > 0 for r in self.steps)
+        if positive and self.steps:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        ax.set_title(title)
+        try:
+            return save_figure_atomically(fig, path)
+        finally:
+            plt.close(fig)
