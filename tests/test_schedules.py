@@ -202,3 +202,47 @@ def test_bad_clock_and_unit():
     step_sched = S.Scheduler(copy.deepcopy(opt), S.constant(0.1), unit="step")
     with pytest.raises(ValueError, match="counts 'epoch's"):
         step_sched.load_state_dict(epoch_sched.state_dict())
+
+
+def test_resume_with_several_groups_keeps_their_ratio(tmp_path):
+    schedule = S.join([S.linear_warmup(0.2, 3), S.step_decay(0.2, 4)], [3])
+
+    def build():
+        a, b = torch.nn.Parameter(torch.ones(1)), torch.nn.Parameter(torch.ones(1))
+        opt = torch.optim.SGD([{"params": [a], "lr": 0.2}, {"params": [b], "lr": 0.05}], momentum=0.9)
+        return opt, S.Scheduler(opt, schedule, unit="step")
+
+    opt, sched = build()
+    rates = []
+    for k in range(20):
+        if k == 9:
+            torch.save({"opt": opt.state_dict(), "sched": sched.state_dict()}, tmp_path / "ck.pt")
+        rates.append([g["lr"] for g in opt.param_groups])
+        opt.step()
+        sched.step()
+    opt2, sched2 = build()
+    state = torch.load(tmp_path / "ck.pt", weights_only=False)
+    opt2.load_state_dict(state["opt"])
+    sched2.load_state_dict(state["sched"])
+    resumed = []
+    for k in range(9, 20):
+        resumed.append([g["lr"] for g in opt2.param_groups])
+        opt2.step()
+        sched2.step()
+    assert resumed == rates[9:]
+    for k, (lr_a, lr_b) in enumerate(rates):
+        assert lr_a == pytest.approx(schedule(k), rel=1e-15) and lr_b == pytest.approx(schedule(k) / 4, rel=1e-15)
+
+
+def test_adapter_bad_inputs_name_the_argument():
+    a, b = torch.nn.Parameter(torch.ones(1)), torch.nn.Parameter(torch.ones(1))
+    zero_first = torch.optim.SGD([{"params": [a], "lr": 0.0}, {"params": [b], "lr": 0.1}])
+    with pytest.raises(ValueError, match="group 0's initial lr"):
+        S.Scheduler(zero_first, S.constant(0.1))
+    S.Scheduler(zero_first, [S.constant(0.0), S.constant(0.1)])  # one schedule per group is fine
+    with pytest.raises(ValueError, match="optimizer must be a torch.optim.Optimizer"):
+        S.Scheduler([a], S.constant(0.1))
+    with pytest.raises(ValueError, match="one per param group"):
+        S.Scheduler(zero_first, [S.constant(0.1)])
+    with pytest.raises(ValueError, match="callable"):
+        S.Scheduler(zero_first, 0.1)

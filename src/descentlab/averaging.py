@@ -127,7 +127,7 @@ def ema(series: Any, beta: float, *, bias_correction: bool = True) -> Any:
     out = lfilter([1.0 - beta], [1.0, -beta], x, axis=0)
     if bias_correction and len(x):
         t = np.arange(1, len(x) + 1, dtype=np.float64)
-        factors = 1.0 - beta**t
+        factors = correction_factor(beta, t)  # 1 − βᵗ in float64, the one shared definition
         out = out / factors.reshape((-1,) + (1,) * (x.ndim - 1))
     if kind == "tensor":
         return torch.from_numpy(out).to(device=series.device, dtype=series.dtype if series.is_floating_point()
@@ -137,6 +137,11 @@ def ema(series: Any, beta: float, *, bias_correction: bool = True) -> Any:
     return out.tolist()
 
 
+def _accumulator_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float32 for half-precision weights, otherwise the weights' own dtype."""
+    return torch.promote_types(dtype, torch.float32)
+
+
 class WeightEMA:
     """An exponentially weighted average of a model's parameters and floating-point buffers.
 
@@ -144,7 +149,10 @@ class WeightEMA:
     bias-corrected (``v_t / (1 − βᵗ)``), so early on it is a proper weighted mean of the weights seen —
     unlike ``torch.optim.swa_utils.AveragedModel`` and ``torch_ema``, which start the average *at the
     first weights* (no correction needed, but the initial weights keep weight βᵗ forever).
-    Integer buffers (e.g. BatchNorm's ``num_batches_tracked``) are copied, not averaged.
+    Integer buffers (e.g. BatchNorm's ``num_batches_tracked``) are neither averaged nor copied: they
+    keep their live values. The average is kept in at least float32 (a bfloat16 / float16 model's
+    ``β·v`` would round back to ``v`` for β close to 1 and never move) and cast to each tensor's
+    dtype when copied into a model.
 
     >>> model = torch.nn.Linear(2, 1)
     >>> averaged = WeightEMA(model, beta=0.9)
@@ -160,8 +168,8 @@ class WeightEMA:
         self.beta = _check_beta(beta)
         self.bias_correction = _check_bool("bias_correction", bias_correction)
         self.count = 0
-        self._raw = {name: torch.zeros_like(t, dtype=t.dtype) for name, t in self._tracked().items()
-                     if t.is_floating_point()}
+        self._raw = {name: torch.zeros_like(t, dtype=_accumulator_dtype(t.dtype))
+                     for name, t in self._tracked().items() if t.is_floating_point()}
 
     def _tracked(self) -> dict[str, torch.Tensor]:
         named = dict(self.model.named_parameters())
@@ -178,7 +186,8 @@ class WeightEMA:
 
     @torch.no_grad()
     def averaged(self) -> dict[str, torch.Tensor]:
-        """New tensors holding the averaged weights (bias-corrected if asked)."""
+        """New tensors holding the averaged weights (bias-corrected if asked), in the accumulator's dtype
+        (float32 for half-precision weights, else the weights' own)."""
         if self.count == 0:
             raise ValueError("WeightEMA has no average yet: call update() after an optimizer step first")
         c = correction_factor(self.beta, self.count) if self.bias_correction else 1.0
@@ -187,8 +196,9 @@ class WeightEMA:
     @torch.no_grad()
     def copy_to(self, model: torch.nn.Module | None = None) -> None:
         """Write the averaged weights into ``model`` (by default the tracked one)."""
-        target = dict((model or self.model).named_parameters())
-        target.update(dict((model or self.model).named_buffers()))
+        model = self.model if model is None else model
+        target = dict(model.named_parameters())
+        target.update(dict(model.named_buffers()))
         averaged = self.averaged()
         missing = set(averaged) - set(target)
         if missing:
@@ -228,4 +238,5 @@ class WeightEMA:
         self.beta = _check_beta(state["beta"])
         self.bias_correction = _check_bool("bias_correction", state["bias_correction"])
         self.count = int(state["count"])
-        self._raw = {k: copy.deepcopy(v).to(self._raw[k].device) for k, v in state["raw"].items()}
+        self._raw = {k: copy.deepcopy(v).to(device=self._raw[k].device, dtype=self._raw[k].dtype)
+                     for k, v in state["raw"].items()}

@@ -224,6 +224,8 @@ class Scheduler(LRScheduler):
     def __init__(self, optimizer: Optimizer, schedule: Callable[[int], float] | Sequence[Callable[[int], float]],
                  *, unit: str = "epoch", last_epoch: int = -1) -> None:
         self.unit = check_unit(unit)
+        if not isinstance(optimizer, Optimizer):
+            raise ValueError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
         n = len(optimizer.param_groups)
         if isinstance(schedule, (list, tuple)):
             if len(schedule) != n:
@@ -234,10 +236,11 @@ class Scheduler(LRScheduler):
         for i, s in enumerate(self.schedules):
             if not callable(s):
                 raise ValueError(f"schedule must be a callable t -> lr, got {s!r}")
-        super().__init__(optimizer, last_epoch)
-        if len(self.schedules) == 1 and n > 1 and float(self.base_lrs[0]) == 0.0:
+        first = optimizer.param_groups[0]
+        if len(self.schedules) == 1 and n > 1 and float(first.get("initial_lr", first["lr"])) == 0.0:
             raise ValueError("with one schedule for several groups, group 0's initial lr sets the ratios and "
-                             "must not be 0; pass one schedule per group instead")
+                             "must not be 0, got 0.0; pass one schedule per group instead")
+        super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
         """The rates for clock ``last_epoch`` (closed form, no recursion)."""
