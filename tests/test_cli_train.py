@@ -1,0 +1,81 @@
+"""``descentlab train`` as a user runs it: outputs opened and checked, bad inputs, no silent overwrite, resume."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from descentlab.cli import main
+
+
+def _image_ok(path):
+    image = np.asarray(Image.open(path).convert("L"), dtype=float)
+    return image.shape[0] > 200 and image.std() > 5
+
+
+def test_train_writes_history_curves_and_metrics(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["train", "iris", "--optimizer", "momentum", "--lr", "0.1", "--batch-size", "16", "--epochs", "5",
+                 "--schedule", "step_decay:step_size=2", "--quiet", "--out", str(out)])
+    assert code == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"train_loss", "val_loss", "test_loss", "test_accuracy", "epochs", "steps", "seconds"} <= set(metrics)
+    assert metrics["epochs"] == 5 and metrics["steps"] == 5 * 6 and metrics["test_accuracy"] > 0.6
+    rows = list(csv.DictReader(open(out / "history.csv")))
+    assert len(rows) == 30 and float(rows[-1]["lr"]) == pytest.approx(0.1 * 0.5**2)
+    assert _image_ok(out / "curves.png")
+    printed = capsys.readouterr().out
+    assert "test_acc" in printed and str(out) in printed
+
+
+def test_three_batch_modes_are_overlaid(tmp_path):
+    out = tmp_path / "modes"
+    assert main(["train", "wine", "--optimizer", "sgd", "--lr", "0.05", "--batch-size", "full,1,16", "--epochs", "3",
+                 "--quiet", "--out", str(out)]) == 0
+    for mode in ("full", "1", "16"):
+        assert json.loads((out / f"batch-{mode}" / "metrics.json").read_text())["batch_size"] == mode
+    assert _image_ok(out / "batch_modes.png")
+
+
+def test_optimizer_options_reach_the_optimizer(tmp_path):
+    out = tmp_path / "opt"
+    assert main(["train", "iris", "--optimizer", "sgd", "--opt", "momentum=0.9,nesterov=true", "--epochs", "2",
+                 "--quiet", "--out", str(out)]) == 0
+    import torch
+
+    ck = sorted((out / "checkpoints").iterdir())[-1]
+    group = torch.load(ck, weights_only=False)["optimizer"]["param_groups"][0]
+    assert group["momentum"] == 0.9 and group["nesterov"] is True
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["train", "irsi"], "Did you mean 'iris'"),
+    (["train", "iris", "--model", "mpl"], "Did you mean 'mlp'"),
+    (["train", "iris", "--optimizer", "adma"], "Did you mean 'adam'"),
+    (["train", "iris", "--batch-size", "0"], "positive integer"),
+    (["train", "iris", "--batch-size", "5000"], "larger than the training set"),
+    (["train", "iris", "--opt", "momentum"], "KEY=VALUE"),
+    (["train", "iris", "--opt", "momentum=2"], "momentum must be in"),
+    (["train", "iris", "--schedule", "exp:gamma=0.9"], "unknown schedule"),
+])
+def test_bad_inputs_are_named(tmp_path, capsys, args, fragment):
+    assert main(args + ["--out", str(tmp_path / "x"), "--quiet", "--epochs", "1"]) == 2
+    assert fragment in capsys.readouterr().err
+
+
+def test_existing_output_needs_resume_or_force(tmp_path, capsys):
+    out = tmp_path / "run"
+    base = ["train", "iris", "--epochs", "2", "--quiet", "--out", str(out)]
+    assert main(base) == 0
+    first = (out / "metrics.json").read_text()
+    assert main(base) == 2
+    assert "--resume" in capsys.readouterr().err and (out / "metrics.json").read_text() == first
+    assert main(["train", "iris", "--epochs", "4", "--quiet", "--resume", "--out", str(out)]) == 0
+    assert json.loads((out / "metrics.json").read_text())["epochs"] == 4  # continued from epoch 2
+    (out / "notes.txt").write_text("mine")
+    assert main(base + ["--force"]) == 0
+    assert (out / "notes.txt").read_text() == "mine"  # --force replaces only descentlab's outputs
