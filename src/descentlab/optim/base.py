@@ -18,7 +18,7 @@ from descentlab.optim.validation import check_choice
 
 #: Execution paths: ``"reference"`` runs the rule tensor by tensor; ``"auto"`` lets descentlab pick
 #: the fastest path available for the tensors at hand (today: the reference path).
-IMPLS: tuple[str, ...] = ("auto", "reference")
+IMPLS: tuple[str, ...] = ("auto", "reference", "fused")
 #: What a step does with a non-finite (inf / NaN) gradient: ``"ignore"`` (PyTorch's behaviour, the
 #: default: the step is taken and NaN propagates), ``"skip"`` (no parameter or state of any group
 #: changes; ``skipped_steps`` counts them) or ``"raise"`` (``FloatingPointError`` naming the tensor).
@@ -152,6 +152,10 @@ class RuleOptimizer(Optimizer):
             first_step = len(state) == 0
             if first_step:
                 self._init_state(param, group, state)
+            if group["impl"] != "reference" and not first_step:
+                from descentlab.fused import try_fused_update  # fused path: descentlab/fused/dispatch.py
+                if try_fused_update(self, param, grad, state, group):
+                    continue
             if param.is_complex() and self.complex_as_real:
                 real_state = {k: _real_view(v) for k, v in state.items()}
                 self._update(torch.view_as_real(param), torch.view_as_real(grad), real_state, group, first_step)

@@ -1,0 +1,11 @@
+"""The fused execution path: each optimizer step as one compiled pass over memory per tensor.
+
+Selected by the optimizers' ``impl`` option (``"auto"`` | ``"reference"`` | ``"fused"``); see
+:mod:`descentlab.fused.dispatch` for the rules of choice and docs/speed.md for measurements.
+Kernels exist today for ``RMSprop`` (all conventions) and ``Adadelta``; every other optimizer takes
+the reference path under any ``impl``.
+"""
+
+from descentlab.fused.dispatch import AUTO_MIN_NUMEL, AUTO_MIN_STEPS, eligible, try_fused_update
+
+__all__ = ["AUTO_MIN_NUMEL", "AUTO_MIN_STEPS", "eligible", "try_fused_update"]

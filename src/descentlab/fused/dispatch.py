@@ -1,0 +1,92 @@
+"""Choosing, tensor by tensor, between the fused kernel and the reference rule.
+
+``impl="fused"`` uses the compiled kernel for every tensor it can handle; ``impl="auto"`` uses it
+only for large tensors (≥ :data:`AUTO_MIN_NUMEL` elements) once the tensor has taken
+:data:`AUTO_MIN_STEPS` steps, so the one-off compile cost (≈ 20–40 s on a cold 2-core machine, see
+docs/speed.md) is only paid where the steps saved repay it. Anything unusual — complex, sparse,
+non-contiguous, mixed dtypes or devices, a dtype other than float32/float64, ``differentiable`` /
+``capturable``, or an optimizer without a kernel — takes the reference path, which stays the oracle.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from descentlab.fused.compiled import compiled, mark_failed
+
+#: ``impl="auto"`` fuses only tensors at least this large …
+AUTO_MIN_NUMEL = 1 << 20
+#: … and only after this many steps of that tensor (compile cost ÷ time saved per step, rounded up).
+AUTO_MIN_STEPS = 1000
+FUSED_DTYPES = (torch.float32, torch.float64)
+
+
+def _kernel_name(optimizer: Any) -> str | None:
+    from descentlab.optim.adadelta import Adadelta
+    from descentlab.optim.rmsprop import RMSprop
+
+    if type(optimizer) is RMSprop:
+        return "rmsprop"
+    if type(optimizer) is Adadelta:
+        return "adadelta"
+    return None
+
+
+def _plain(t: Tensor, like: Tensor) -> bool:
+    return (isinstance(t, Tensor) and t.is_contiguous() and t.dtype == like.dtype and t.device == like.device
+            and t.shape == like.shape and t.layout == torch.strided)
+
+
+def eligible(optimizer: Any, param: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any]) -> str | None:
+    """The kernel name to use for this tensor, or ``None`` for the reference path."""
+    impl = group["impl"]
+    if impl == "reference" or group.get("differentiable") or group.get("capturable"):
+        return None
+    if param.dtype not in FUSED_DTYPES or param.is_complex() or not param.is_contiguous() or not _plain(grad, param):
+        return None
+    if impl == "auto" and (param.numel() < AUTO_MIN_NUMEL or float(state["step"]) < AUTO_MIN_STEPS):
+        return None
+    name = _kernel_name(optimizer)
+    if name is None:
+        return None
+    if name == "rmsprop":
+        keys = ["square_avg"] + (["momentum_buffer"] if group["momentum"] > 0 else []) + (
+            ["grad_avg"] if group["centered"] else [])
+    else:
+        keys = ["square_avg", "acc_delta"]
+    if not all(key in state and _plain(state[key], param) for key in keys):
+        return None  # the reference path raises its own error for a missing state
+    return name
+
+
+def _run(name: str, fn: Any, param: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:
+    lr = torch.tensor(float(group["lr"]), dtype=param.dtype)
+    inside = group["eps_placement"] == "inside"
+    p = param.detach()
+    if name == "rmsprop":
+        fn(p, grad, state["square_avg"], state.get("grad_avg") if group["centered"] else None,
+           state.get("momentum_buffer") if group["momentum"] > 0 else None, lr, float(group["alpha"]),
+           float(group["eps"]), float(group["momentum"]), float(group["weight_decay"]), bool(group["maximize"]), inside)
+    else:
+        fn(p, grad, state["square_avg"], state["acc_delta"], lr, float(group["rho"]), float(group["eps"]),
+           float(group["weight_decay"]), bool(group["maximize"]), inside)
+
+
+def try_fused_update(optimizer: Any, param: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any]) -> bool:
+    """Step ``param`` with the fused kernel and return True, or return False (nothing changed)."""
+    name = eligible(optimizer, param, grad, state, group)
+    if name is None:
+        return False
+    fn = compiled(name)
+    if fn is None:
+        return False
+    try:
+        _run(name, fn, param, grad, state, group)
+    except Exception as err:  # compile failure: the tensors are untouched when Inductor fails to build
+        mark_failed(name, err)
+        return False
+    state["step"] += 1
+    return True

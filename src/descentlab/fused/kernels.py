@@ -1,0 +1,67 @@
+"""Element-wise update kernels for the fused path: each is one pass over memory once compiled.
+
+Each kernel writes the new parameter and state in place (``copy_`` of expressions that Inductor fuses
+into one loop). Every scalar that may change between steps (the learning rate) arrives as a 0-d
+tensor, so a schedule never triggers a recompilation; hyperparameters that a user rarely changes
+(β, ε, momentum, weight decay) are Python floats and are specialised. The reference rules in
+``descentlab.rules`` stay the oracle: ``tests/test_fused_*.py`` checks every kernel against them
+step by step.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+
+def _prepared(param: Tensor, grad: Tensor, weight_decay: float, maximize: bool) -> Tensor:
+    """``g ← −g`` if maximising, then ``g ← g + λ w`` (as ``rules.common.prepare_gradient``)."""
+    if maximize:
+        grad = -grad
+    if weight_decay != 0:
+        grad = grad + weight_decay * param
+    return grad
+
+
+def _root(x: Tensor, eps: float, inside: bool) -> Tensor:
+    """``√(x + ε)`` (inside) or ``√x + ε`` (outside), as ``rules.common.root_with_eps``."""
+    return (x + eps).sqrt() if inside else x.sqrt() + eps
+
+
+def rmsprop_kernel(
+    param: Tensor, grad: Tensor, square_avg: Tensor, grad_avg: Tensor | None, momentum_buffer: Tensor | None,
+    lr: Tensor, alpha: float, eps: float, momentum: float, weight_decay: float, maximize: bool, inside: bool,
+) -> None:
+    """RMSProp (all of ``descentlab.RMSprop``'s conventions)::
+
+        S ← β S + (1 − β) g²;   centered: ḡ ← β ḡ + (1 − β) g,  S' = max(S − ḡ², 0)
+        D = √S' + ε or √(S' + ε);   w ← w − η g / D   or   b ← μ b + g / D, w ← w − η b
+    """
+    g = _prepared(param, grad, weight_decay, maximize)
+    s = square_avg * alpha + (1 - alpha) * (g * g)
+    square_avg.copy_(s)
+    if grad_avg is not None:
+        a = grad_avg + (1 - alpha) * (g - grad_avg)
+        grad_avg.copy_(a)
+        s = (s - a * a).clamp_min(0)
+    step = g / _root(s, eps, inside)
+    if momentum_buffer is not None:
+        b = momentum_buffer * momentum + step
+        momentum_buffer.copy_(b)
+        step = b
+    param.copy_(param - lr * step)
+
+
+def adadelta_kernel(
+    param: Tensor, grad: Tensor, square_avg: Tensor, acc_delta: Tensor,
+    lr: Tensor, rho: float, eps: float, weight_decay: float, maximize: bool, inside: bool,
+) -> None:
+    """Adadelta::
+
+        G ← γ G + (1 − γ) g²;   Δ = RMS(H) / RMS(G) · g;   H ← γ H + (1 − γ) Δ²;   w ← w − η Δ
+    """
+    g = _prepared(param, grad, weight_decay, maximize)
+    s = square_avg * rho + (1 - rho) * (g * g)
+    square_avg.copy_(s)
+    delta = _root(acc_delta, eps, inside) / _root(s, eps, inside) * g
+    acc_delta.copy_(acc_delta * rho + (1 - rho) * (delta * delta))
+    param.copy_(param - lr * delta)
