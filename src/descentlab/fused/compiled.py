@@ -9,32 +9,45 @@ caller falls back to the reference rule.
 from __future__ import annotations
 
 import warnings
-from typing import Callable
+import types
+from typing import Callable, Hashable
 
 import torch
 
 from descentlab.fused import kernels
 
-_CACHE: dict[str, Callable[..., None] | None] = {}
+_CACHE: dict[tuple[Hashable, ...], Callable[..., None] | None] = {}
+_FAILED: set[str] = set()
 KERNEL_NAMES: tuple[str, ...] = ("rmsprop", "adadelta")
 
 
-def compiled(name: str) -> Callable[..., None] | None:
-    """The compiled kernel ``name`` (one of :data:`KERNEL_NAMES`), or ``None`` if compilation is unavailable."""
+def _private_copy(fn: Callable[..., None], tag: int) -> Callable[..., None]:
+    """``fn`` with its own code object: Dynamo's cache (and its recompile limit) is per code object,
+    so each (dtype, hyperparameter set) gets its own cache entry instead of evicting the others."""
+    code = fn.__code__.replace(co_name=f"{fn.__name__}_{tag}")
+    return types.FunctionType(code, fn.__globals__, code.co_name, fn.__defaults__, fn.__closure__)
+
+
+def compiled(name: str, key: tuple[Hashable, ...] = ()) -> Callable[..., None] | None:
+    """The compiled kernel ``name`` (one of :data:`KERNEL_NAMES`) specialised for ``key`` (dtype and
+    the hyperparameters compiled in as constants), or ``None`` if compilation is unavailable."""
     if name not in KERNEL_NAMES:
         raise ValueError(f"kernel must be one of {KERNEL_NAMES}, got {name!r}")
-    if name not in _CACHE:
-        raw = getattr(kernels, f"{name}_kernel")
+    if name in _FAILED:
+        return None
+    full_key = (name, *key)
+    if full_key not in _CACHE:
+        raw = _private_copy(getattr(kernels, f"{name}_kernel"), len(_CACHE))
         try:
-            _CACHE[name] = torch.compile(raw, dynamic=True, fullgraph=True)
+            _CACHE[full_key] = torch.compile(raw, dynamic=True, fullgraph=True)
         except Exception as err:  # pragma: no cover - depends on the installation
-            warnings.warn(f"descentlab: torch.compile unavailable ({err}); using the reference rule", stacklevel=3)
-            _CACHE[name] = None
-    return _CACHE[name]
+            mark_failed(name, err)
+            return None
+    return _CACHE[full_key]
 
 
 def mark_failed(name: str, err: BaseException) -> None:
     """Remember that kernel ``name`` failed to compile/run, warn once, and never try it again."""
     warnings.warn(f"descentlab: fused {name} kernel failed ({type(err).__name__}: {err}); "
                   "using the reference rule from now on", stacklevel=3)
-    _CACHE[name] = None
+    _FAILED.add(name)

@@ -22,6 +22,9 @@ AUTO_MIN_NUMEL = 1 << 20
 #: … and only after this many steps of that tensor (compile cost ÷ time saved per step, rounded up).
 AUTO_MIN_STEPS = 1000
 FUSED_DTYPES = (torch.float32, torch.float64)
+#: Options compiled into a kernel as constants (a change compiles a new variant; ``lr`` is a tensor input).
+_STATIC_OPTIONS = {"rmsprop": ("alpha", "eps", "momentum", "weight_decay", "maximize", "centered", "eps_placement"),
+                   "adadelta": ("rho", "eps", "weight_decay", "maximize", "eps_placement")}
 
 
 def _kernel_name(optimizer: Any) -> str | None:
@@ -80,7 +83,9 @@ def try_fused_update(optimizer: Any, param: Tensor, grad: Tensor, state: dict[st
     name = eligible(optimizer, param, grad, state, group)
     if name is None:
         return False
-    fn = compiled(name)
+    static = tuple(float(group[k]) if not isinstance(group[k], (bool, str)) else group[k]
+                   for k in _STATIC_OPTIONS[name])
+    fn = compiled(name, (param.dtype, param.device.type, *static))
     if fn is None:
         return False
     try:
