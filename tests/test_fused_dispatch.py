@@ -7,6 +7,12 @@ import descentlab
 from descentlab.fused import AUTO_MIN_NUMEL, AUTO_MIN_STEPS, eligible
 
 
+@pytest.fixture(autouse=True)
+def _fuse_small_tensors(monkeypatch):
+    """Tests use small tensors; let the fused path take them (the size threshold is tested separately)."""
+    monkeypatch.setattr("descentlab.fused.dispatch.FUSED_MIN_NUMEL", 1)
+
+
 def _stepped(cls, param, **opts):
     param.grad = torch.ones_like(param)
     opt = cls([param], impl=opts.pop("impl", "reference"), **opts)
@@ -53,6 +59,13 @@ def test_odd_tensors_take_reference():
     group = dict(opt.param_groups[0], impl="fused")
     assert eligible(opt, p, torch.zeros(4, dtype=torch.float64), opt.state[p], group) is None  # grad dtype differs
     assert eligible(opt, p, torch.zeros(2, 2), opt.state[p], group) is None  # grad shape differs
+
+
+def test_fused_skips_tensors_below_the_size_threshold(monkeypatch):
+    monkeypatch.setattr("descentlab.fused.dispatch.FUSED_MIN_NUMEL", 100)
+    small, big = torch.nn.Parameter(torch.zeros(99)), torch.nn.Parameter(torch.zeros(100))
+    assert _choice(_stepped(descentlab.RMSprop, small), small, "fused") is None
+    assert _choice(_stepped(descentlab.RMSprop, big), big, "fused") == "rmsprop"
 
 
 def test_auto_waits_for_size_and_steps():

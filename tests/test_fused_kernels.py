@@ -25,6 +25,12 @@ pytestmark = pytest.mark.filterwarnings("error:descentlab. fused")
 TOL = {torch.float32: dict(rtol=1e-5, atol=1e-6), torch.float64: dict(rtol=1e-12, atol=1e-13)}
 
 
+@pytest.fixture(autouse=True)
+def _fuse_small_tensors(monkeypatch):
+    """Tests use small tensors; let the fused path take them (the size threshold is tested separately)."""
+    monkeypatch.setattr("descentlab.fused.dispatch.FUSED_MIN_NUMEL", 1)
+
+
 def _pair(cls, opts, dtype, shapes=((257,), (3, 40), (1,))):
     gen = torch.Generator().manual_seed(0)
     fused = [torch.nn.Parameter(torch.randn(s, generator=gen, dtype=dtype)) for s in shapes]

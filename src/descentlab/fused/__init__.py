@@ -6,6 +6,6 @@ Kernels exist today for ``RMSprop`` (all conventions) and ``Adadelta``; every ot
 the reference path under any ``impl``.
 """
 
-from descentlab.fused.dispatch import AUTO_MIN_NUMEL, AUTO_MIN_STEPS, eligible, try_fused_update
+from descentlab.fused.dispatch import AUTO_MIN_NUMEL, AUTO_MIN_STEPS, FUSED_MIN_NUMEL, eligible, try_fused_update
 
-__all__ = ["AUTO_MIN_NUMEL", "AUTO_MIN_STEPS", "eligible", "try_fused_update"]
+__all__ = ["AUTO_MIN_NUMEL", "AUTO_MIN_STEPS", "FUSED_MIN_NUMEL", "eligible", "try_fused_update"]

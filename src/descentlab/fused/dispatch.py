@@ -1,7 +1,7 @@
 """Choosing, tensor by tensor, between the fused kernel and the reference rule.
 
-``impl="fused"`` uses the compiled kernel for every tensor it can handle; ``impl="auto"`` uses it
-only for large tensors (≥ :data:`AUTO_MIN_NUMEL` elements) once the tensor has taken
+``impl="fused"`` uses the compiled kernel for every tensor of at least :data:`FUSED_MIN_NUMEL`
+elements it can handle; ``impl="auto"`` uses it only for such tensors once the tensor has taken
 :data:`AUTO_MIN_STEPS` steps, so the one-off compile cost (≈ 20–40 s on a cold 2-core machine, see
 docs/speed.md) is only paid where the steps saved repay it. Anything unusual — complex, sparse,
 non-contiguous, mixed dtypes or devices, a dtype other than float32/float64, ``differentiable`` /
@@ -17,8 +17,12 @@ from torch import Tensor
 
 from descentlab.fused.compiled import compiled, mark_failed
 
+#: Both ``"fused"`` and ``"auto"`` fuse only tensors at least this large: a call of the compiled kernel
+#: costs ≈ 250 µs of Dynamo guard evaluation and dispatch on the 2-core CI machine (measured in
+#: docs/speed.md), so below ≈ 1 M elements the reference rule is as fast or faster.
+FUSED_MIN_NUMEL = 1 << 20
 #: ``impl="auto"`` fuses only tensors at least this large …
-AUTO_MIN_NUMEL = 1 << 20
+AUTO_MIN_NUMEL = FUSED_MIN_NUMEL
 #: … and only after this many steps of that tensor (compile cost ÷ time saved per step, rounded up).
 AUTO_MIN_STEPS = 1000
 FUSED_DTYPES = (torch.float32, torch.float64)
@@ -49,6 +53,8 @@ def eligible(optimizer: Any, param: Tensor, grad: Tensor, state: dict[str, Any],
     if impl == "reference" or group.get("differentiable") or group.get("capturable"):
         return None
     if param.dtype not in FUSED_DTYPES or param.is_complex() or not param.is_contiguous() or not _plain(grad, param):
+        return None
+    if param.numel() < FUSED_MIN_NUMEL:
         return None
     if impl == "auto" and (param.numel() < AUTO_MIN_NUMEL or float(state["step"]) < AUTO_MIN_STEPS):
         return None

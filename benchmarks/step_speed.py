@@ -1,0 +1,142 @@
+"""Optimizer step speed: descentlab's step against the fastest ``torch.optim`` mode, per layout.
+
+For each optimizer and each parameter layout — (a) one tensor of 16 M elements, (b) 160 tensors of
+100 K, (c) 2000 tensors of 1 K, float32 — the script times one ``step()`` of descentlab (``impl``
+as given, default ``"fused"``) and of torch's for-loop, foreach and (where torch has one) fused
+mode, alternating them in one process, and prints medians, the ratio to torch's best mode and the
+effective bandwidth (bytes/param × n ÷ time) as a fraction of an in-place triad ``a += s·b``
+(12 bytes/element) timed in the same run. A GPU section runs when CUDA is present. Run::
+
+    .venv/bin/python benchmarks/step_speed.py [--repeats 15] [--layouts a,b,c] [--optimizers rmsprop,adam]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from typing import Any, Callable
+
+import torch
+
+import descentlab
+
+LAYOUTS = {"a": (1, 16_000_000), "b": (160, 100_000), "c": (2000, 1_000)}
+# name: (descentlab class, descentlab kwargs, torch class, torch kwargs, fp32 bytes/param, torch has fused)
+CASES: dict[str, tuple[Any, dict, Any, dict, int, bool]] = {
+    "sgd": (descentlab.SGD, dict(lr=0.01), torch.optim.SGD, dict(lr=0.01), 12, True),
+    "momentum": (descentlab.SGD, dict(lr=0.01, momentum=0.9), torch.optim.SGD, dict(lr=0.01, momentum=0.9), 20, True),
+    "nesterov": (descentlab.SGD, dict(lr=0.01, momentum=0.9, nesterov=True), torch.optim.SGD,
+                 dict(lr=0.01, momentum=0.9, nesterov=True), 20, True),
+    "adagrad": (descentlab.Adagrad, {}, torch.optim.Adagrad, {}, 20, True),
+    "adadelta": (descentlab.Adadelta, {}, torch.optim.Adadelta, {}, 28, False),
+    "rmsprop": (descentlab.RMSprop, {}, torch.optim.RMSprop, {}, 20, False),
+    "rmsprop-inside": (descentlab.RMSprop, dict(eps_placement="inside", alpha=0.9), torch.optim.RMSprop,
+                       dict(alpha=0.9), 20, False),
+    "rmsprop-centered": (descentlab.RMSprop, dict(centered=True, momentum=0.9), torch.optim.RMSprop,
+                         dict(centered=True, momentum=0.9), 36, False),
+    "adam": (descentlab.Adam, {}, torch.optim.Adam, {}, 28, True),
+    "adamw": (descentlab.AdamW, {}, torch.optim.AdamW, {}, 28, True),
+    "nadam": (descentlab.NAdam, {}, torch.optim.NAdam, {}, 28, False),
+}
+
+
+def _params(count: int, size: int, device: str) -> list[torch.nn.Parameter]:
+    params = [torch.nn.Parameter(torch.randn(size, device=device)) for _ in range(count)]
+    for p in params:
+        p.grad = torch.randn_like(p) * 1e-3
+    return params
+
+
+def _timer(step: Callable[[], Any], device: str) -> Callable[[], float]:
+    def timed() -> float:
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        step()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+    return timed
+
+
+def triad_seconds(n: int, repeats: int, device: str) -> float:
+    """Median time of the in-place triad ``a += 0.5·b`` over ``n`` float32 elements (12 B/element)."""
+    a, b = torch.randn(n, device=device), torch.randn(n, device=device)
+    timed = _timer(lambda: a.add_(b, alpha=0.5), device)
+    timed()
+    return statistics.median(timed() for _ in range(repeats))
+
+
+def bench_case(name: str, layout: str, impl: str, repeats: int, device: str) -> dict[str, float]:
+    """Median step seconds of descentlab and of every torch mode, timed alternately."""
+    dl_cls, dl_kw, t_cls, t_kw, _, has_fused = CASES[name]
+    count, size = LAYOUTS[layout]
+    modes = {"descentlab": dl_cls(_params(count, size, device), impl=impl, **dl_kw),
+             "torch for-loop": t_cls(_params(count, size, device), foreach=False, **t_kw),
+             "torch foreach": t_cls(_params(count, size, device), foreach=True, **t_kw)}
+    if has_fused:
+        modes["torch fused"] = t_cls(_params(count, size, device), fused=True, **t_kw)
+    timers = {mode: _timer(opt.step, device) for mode, opt in modes.items()}
+    first = {mode: timed() for mode, timed in timers.items()}  # state init
+    first_fast = timers["descentlab"]()  # the first step that may compile
+    for timed in timers.values():
+        timed()
+    samples: dict[str, list[float]] = {mode: [] for mode in timers}
+    for _ in range(repeats):
+        for mode, timed in timers.items():
+            samples[mode].append(timed())
+    result = {mode: statistics.median(values) for mode, values in samples.items()}
+    result["first fused step"] = first_fast
+    del first
+    return result
+
+
+def run(args: argparse.Namespace) -> None:
+    device = args.device
+    layouts = args.layouts.split(",")
+    names = args.optimizers.split(",") if args.optimizers else list(CASES)
+    for bad in [x for x in layouts if x not in LAYOUTS] + [x for x in names if x not in CASES]:
+        raise SystemExit(f"unknown layout/optimizer {bad!r}; layouts {list(LAYOUTS)}, optimizers {list(CASES)}")
+    print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, impl={args.impl}, "
+          f"repeats {args.repeats}")
+    print("| layout | optimizer | descentlab ms | best torch ms (mode) | speed-up | dl GB/s | triad GB/s | dl/triad "
+          "| first fused step s |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for layout in layouts:
+        count, size = LAYOUTS[layout]
+        n = count * size
+        for name in names:
+            triad = triad_seconds(n, args.repeats, device)
+            res = bench_case(name, layout, args.impl, args.repeats, device)
+            torch_modes = {k: v for k, v in res.items() if k.startswith("torch")}
+            best = min(torch_modes, key=torch_modes.get)
+            dl = res["descentlab"]
+            gbs = CASES[name][4] * n / dl / 1e9
+            triad_gbs = 12 * n / triad / 1e9
+            print(f"| {layout} ({count}×{size:,}) | {name} | {dl * 1e3:.2f} | {torch_modes[best] * 1e3:.2f} "
+                  f"({best[6:]}) | {torch_modes[best] / dl:.2f}× | {gbs:.1f} | {triad_gbs:.1f} | "
+                  f"{gbs / triad_gbs:.0%} | {res['first fused step']:.2f} |", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--layouts", default="a,b,c")
+    parser.add_argument("--optimizers", default="")
+    parser.add_argument("--impl", default="fused", choices=["auto", "reference", "fused"])
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    args = parser.parse_args()
+    if args.repeats < 1:
+        raise SystemExit(f"--repeats must be >= 1, got {args.repeats}")
+    run(args)
+    if args.device == "cpu" and torch.cuda.is_available():
+        print("\nGPU section (CUDA present):")
+        args.device = "cuda"
+        run(args)
+    elif not torch.cuda.is_available():
+        print("\nno CUDA device: GPU section skipped")
+
+
+if __name__ == "__main__":
+    main()
