@@ -1,0 +1,56 @@
+"""The race as an animation: a GIF always (Pillow), an MP4 too when ffmpeg is installed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from descentlab.lab.plots import COLOURS, draw_contours, pyplot
+
+
+def animate_race(result: Any, path: str | os.PathLike, *, frames: int = 100, fps: int = 20, tuned: bool = False,
+                 mp4: bool = True) -> list[Path]:
+    """Write ``path`` (a GIF) and, when ffmpeg exists and ``mp4``, the same animation as MP4 beside it."""
+    from matplotlib.animation import FFMpegWriter, FuncAnimation, PillowWriter
+
+    if frames < 2:
+        raise ValueError(f"frames must be >= 2, got {frames}")
+    plt = pyplot()
+    racers = result.tuned if tuned else result.racers
+    fig, ax = plt.subplots(figsize=(5, 4), dpi=64)
+    draw_contours(ax, result.landscape, n=80)
+    ax.plot(*result.start, "ko", markersize=6)
+    lines = [ax.plot([], [], "-", color=c, linewidth=1.4, label=r.label)[0] for c, r in zip(COLOURS, racers)]
+    heads = [ax.plot([], [], "o", color=c, markersize=5)[0] for c, _ in zip(COLOURS, racers)]
+    ax.legend(fontsize=6, loc="best")
+    title = ax.set_title("")
+    steps = np.unique(np.linspace(0, result.steps, frames).astype(int))
+
+    def update(k: int):
+        step = steps[k]
+        for line, head, r in zip(lines, heads, racers):
+            upto = min(step, len(r.points) - 1)
+            line.set_data(r.points[: upto + 1, 0], r.points[: upto + 1, 1])
+            head.set_data([r.points[upto, 0]], [r.points[upto, 1]])
+        title.set_text(f"{result.landscape.name}: step {step}")
+        return lines + heads + [title]
+
+    anim = FuncAnimation(fig, update, frames=len(steps), blit=False)
+    path = Path(path)
+    written = []
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    anim.save(tmp, writer=PillowWriter(fps=fps))
+    os.replace(tmp, path)
+    written.append(path)
+    if mp4 and shutil.which("ffmpeg"):
+        mp4_path = path.with_suffix(".mp4")
+        tmp = mp4_path.with_name(f".{mp4_path.stem}.tmp.mp4")
+        anim.save(tmp, writer=FFMpegWriter(fps=fps))
+        os.replace(tmp, mp4_path)
+        written.append(mp4_path)
+    plt.close(fig)
+    return written

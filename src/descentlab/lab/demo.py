@@ -1,0 +1,84 @@
+"""The main job: races of the default optimizers on the ravine, the saddle and Rosenbrock (default and tuned
+rates), plus a short real-data comparison on digits, all in one folder with an index page."""
+
+from __future__ import annotations
+
+import html
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from descentlab.train.history import write_text_atomically
+
+DEMO_LANDSCAPES = ("ravine", "saddle", "rosenbrock")
+REAL_DATA_OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adam")
+
+
+def real_data_comparison(epochs: int = 8, seed: int = 0) -> list[dict[str, Any]]:
+    """Softmax regression on digits: each optimizer at the rate its LR range test suggests, same budget."""
+    from descentlab import datasets, models
+    from descentlab.lab.lr_find import lr_find
+    from descentlab.optim.registry import get_spec
+    from descentlab.train import evaluate, fit, get_loss
+
+    data = datasets.load("digits", seed=seed)
+    rows = []
+    for name in REAL_DATA_OPTIMIZERS:
+        spec = get_spec(name)
+        model = models.build("logistic", data.n_features, data.n_outputs, seed=seed)
+        found = lr_find(model, data.train, lambda params, lr: spec.build(params, lr=lr), loss="cross_entropy",
+                        steps=60, batch_size=64, seed=seed)
+        opt = spec.build(model.parameters(), lr=found.suggestion)
+        start = time.perf_counter()
+        history = fit(model, data.train, opt, loss="cross_entropy", epochs=epochs, batch_size=64, val=data.val,
+                      accuracy=True, seed=seed, progress=False)
+        test = evaluate(model, data.test, get_loss("cross_entropy"), True)
+        rows.append({"optimizer": name, "lr (lr-find)": found.suggestion, "train_loss": history.final["train_loss"],
+                     "val_accuracy": history.final["val_accuracy"], "test_accuracy": test["accuracy"],
+                     "seconds": time.perf_counter() - start})
+    return rows
+
+
+def run_demo(out: Path, *, steps: int = 500, log: Callable[[str], None] = print) -> Path:
+    """Write the demo into ``out`` (which must not hold an earlier demo); return the index page."""
+    from descentlab.lab.landscapes import get_landscape
+    from descentlab.lab.race import DEFAULT_OPTIMIZERS, race
+    from descentlab.lab.race_outputs import format_table, write_race_outputs
+
+    out.mkdir(parents=True, exist_ok=True)
+    sections = []
+    for name in DEMO_LANDSCAPES:
+        started = time.perf_counter()
+        result = race(name, DEFAULT_OPTIMIZERS, steps=steps, tune=True)
+        write_race_outputs(result, out / name, title=f"Race on the {name}")
+        log(f"\n{name}: {get_landscape(name).lesson} ({time.perf_counter() - started:.1f} s)")
+        log(format_table(result))
+        sections.append((name, get_landscape(name)))
+    log("\nreal data: softmax regression on digits, each optimizer at its lr-find rate, 8 epochs")
+    rows = real_data_comparison()
+    log(f"{'optimizer':<10} {'lr':>9} {'train loss':>10} {'val acc':>8} {'test acc':>8}")
+    for r in rows:
+        log(f"{r['optimizer']:<10} {r['lr (lr-find)']:>9.3g} {r['train_loss']:>10.4f} {r['val_accuracy']:>8.3f} "
+            f"{r['test_accuracy']:>8.3f}")
+    cards = "".join(
+        f'<div class="card"><h2><a href="{n}/report.html">{html.escape(n)}</a></h2>'
+        f"<p>{html.escape(ls.formula)} — {html.escape(ls.lesson)}.</p>"
+        f'<a href="{n}/report.html"><img src="{n}/race_tuned.png" alt="{html.escape(n)} race"></a></div>'
+        for n, ls in sections)
+    head = ["optimizer", "lr (lr-find)", "train_loss", "val_accuracy", "test_accuracy", "seconds"]
+    table = "<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>" + "".join(
+        "<tr>" + "".join(f"<td>{r[h]:.4g}</td>" if isinstance(r[h], float) else f"<td>{html.escape(str(r[h]))}</td>"
+                         for h in head) + "</tr>" for r in rows) + "</table>"
+    index = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>descentlab demo</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:1.5em auto;padding:0 1em;color:#222}}
+.card{{border:1px solid #ddd;padding:.5em 1em;margin:1em 0}}img{{max-width:100%}}
+table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 8px}}th{{background:#f3f3f3}}</style>
+</head><body><h1>descentlab demo</h1>
+<p>Seven optimizers race from the same start with the same step budget, first at the registry's default rates,
+then each at its best rate on a 30-point log grid (fair tuning). Open a landscape for the interactive race,
+the animation and the metrics.</p>{cards}
+<h2>Real data: digits</h2><p>Softmax regression, batch 64, 8 epochs; each optimizer at the rate its
+learning-rate range test suggests.</p>{table}</body></html>
+"""
+    return write_text_atomically(out / "index.html", index)

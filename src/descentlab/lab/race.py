@@ -1,0 +1,198 @@
+"""Races: registry optimizers, one start, the same step budget, honest metrics — and fair tuning.
+
+Every optimizer runs the real descentlab class (no re-implemented maths) on the landscape's gradient
+(optionally noisy), with no gradient clipping unless ``clip`` is given. Per optimizer: the trajectory,
+``f`` per step, the first step with ``|f − f*| < tol``, the final ``f``, the nearest known minimum and the
+distance to it, and whether it diverged (a non-finite value, or leaving the domain by more than
+``escape`` × its size; a diverged run stops there).
+
+Fair tuning (``tune=True``) searches each optimizer's learning rate on a log grid (default 1e-4…10,
+30 points) with the race's own metric, as one batched computation. Every rule here is element-wise and,
+without weight decay, its step is linear in the rate with a state that does not depend on it:
+``w ← w − η D(state, g)``. So the whole grid is one ``(n, 2)`` tensor stepped by one real optimizer
+instance at rate 1 from a zeroed parameter — which leaves exactly ``−D`` in it — and each row then moves
+by its own ``η D``. With weight decay (whose step is not linear in η) each grid point gets its own param
+group instead. ``tests/test_lab_race.py`` checks that the batched path equals separate runs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from descentlab.lab.landscapes import Landscape, get_landscape
+from descentlab.optim.registry import get_spec
+
+DEFAULT_OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "adadelta", "rmsprop", "adam")
+DEFAULT_GRID = tuple(np.logspace(-4, 1, 30).tolist())
+
+
+@dataclass
+class Racer:
+    """One optimizer's run."""
+
+    name: str
+    lr: float
+    options: dict[str, Any]
+    points: np.ndarray           # (steps + 1, 2), truncated at divergence
+    values: np.ndarray           # f at each point
+    steps_to_tol: int | None
+    final_f: float
+    nearest_minimum: int | None
+    distance: float
+    diverged: bool
+    tuned: bool = False
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} (lr {self.lr:.3g}{', tuned' if self.tuned else ''})"
+
+    def row(self) -> dict[str, Any]:
+        """A flat metrics row (for tables and CSV)."""
+        return {"optimizer": self.name, "lr": self.lr, "tuned": self.tuned, "steps_to_tol": self.steps_to_tol,
+                "final_f": self.final_f, "nearest_minimum": self.nearest_minimum, "distance": self.distance,
+                "diverged": self.diverged, "steps_run": len(self.points) - 1}
+
+
+@dataclass
+class RaceResult:
+    landscape: Landscape
+    start: tuple[float, float]
+    steps: int
+    tol: float
+    noise: float
+    seed: int
+    racers: list[Racer] = field(default_factory=list)
+    tuned: list[Racer] = field(default_factory=list)
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [r.row() for r in self.racers + self.tuned]
+
+
+def _run_batch(landscape: Landscape, name: str, options: dict[str, Any], lrs: list[float], start: tuple[float, float],
+               steps: int, noise: float, seed: int, schedule: Callable[[int], float] | None, clip: float | None,
+               escape: float, batched: bool | None = None) -> list[tuple[np.ndarray, np.ndarray, bool]]:
+    """Run ``len(lrs)`` independent copies of optimizer ``name`` from ``start``, one rate each."""
+    n = len(lrs)
+    spec = get_spec(name)
+    if batched is None:  # the class default counts too (AdamW decays by default)
+        probe = spec.build([torch.zeros(1, requires_grad=True)], **options)
+        batched = not probe.param_groups[0].get("weight_decay", 0)
+    rates = torch.tensor(lrs, dtype=torch.float64)
+    if batched:
+        params = [torch.nn.Parameter(torch.tensor([start] * n, dtype=torch.float64))]
+        opt = spec.build(params, **{**options, "lr": 1.0})
+    else:
+        params = [torch.nn.Parameter(torch.tensor(start, dtype=torch.float64)) for _ in lrs]
+        opt = spec.build([{"params": [p], "lr": float(r)} for p, r in zip(params, lrs)], **options)
+    gen = torch.Generator().manual_seed(seed)
+    (x0, x1), (y0, y1) = landscape.domain
+    span = max(x1 - x0, y1 - y0)
+    centre = torch.tensor([(x0 + x1) / 2, (y0 + y1) / 2], dtype=torch.float64)
+    points = np.full((steps + 1, n, 2), np.nan)
+    values = np.full((steps + 1, n), np.nan)
+    alive = np.ones(n, dtype=bool)
+    diverged = np.zeros(n, dtype=bool)
+    for t in range(steps + 1):
+        stacked = params[0].detach().clone() if batched else torch.stack([p.detach() for p in params])
+        with torch.no_grad():
+            f = landscape(stacked)
+        bad = ~torch.isfinite(f).numpy() | ~torch.isfinite(stacked).all(1).numpy() | (
+            ((stacked - centre).abs().max(1).values > escape * span).numpy())
+        newly = alive & bad
+        diverged |= newly
+        alive &= ~bad
+        points[t, alive] = stacked.numpy()[alive]
+        values[t, alive] = f.numpy()[alive]
+        if t == steps or not alive.any():
+            break
+        grads = landscape.gradient(stacked, noise, gen)
+        if clip is not None:
+            grads = grads * torch.clamp(clip / (grads.norm(dim=1, keepdim=True) + 1e-300), max=1.0)
+        factor = schedule(t) / schedule(0) if schedule is not None else 1.0
+        if batched:
+            grads[torch.from_numpy(~alive)] = 0.0
+            with torch.no_grad():
+                params[0].zero_()
+            params[0].grad = grads
+            opt.step()  # the parameter now holds −D(state, g) for every row
+            with torch.no_grad():
+                moved = stacked + (rates * factor)[:, None] * params[0]
+                params[0].copy_(torch.where(torch.from_numpy(alive)[:, None], moved, stacked))
+        else:
+            for i, (p, group) in enumerate(zip(params, opt.param_groups)):
+                p.grad = grads[i].clone() if alive[i] else None
+                group["lr"] = float(lrs[i]) * factor
+            opt.step()
+    out = []
+    for i in range(n):
+        keep = ~np.isnan(values[:, i])
+        out.append((points[keep, i], values[keep, i], bool(diverged[i])))
+    return out
+
+
+def _racer(landscape: Landscape, name: str, lr: float, options: dict[str, Any], run, tol: float, tuned: bool) -> Racer:
+    pts, vals, diverged = run
+    f_star = landscape.f_star
+    steps_to_tol = None
+    if f_star is not None:
+        hits = np.nonzero(np.abs(vals - f_star) < tol)[0]
+        steps_to_tol = int(hits[0]) if len(hits) else None
+    idx, dist = landscape.nearest_minimum(pts[-1])
+    return Racer(name, float(lr), dict(options), pts, vals, steps_to_tol, float(vals[-1]), idx, dist, diverged, tuned)
+
+
+def score(racer: Racer, landscape: Landscape) -> tuple[float, float]:
+    """The race's metric (lower is better): reached the tolerance first (by steps), then the final gap."""
+    if racer.diverged:
+        return (2.0, math.inf)
+    if racer.steps_to_tol is not None:
+        return (0.0, float(racer.steps_to_tol))
+    gap = racer.final_f - (landscape.f_star if landscape.f_star is not None else 0.0)
+    return (1.0, gap)
+
+
+def race(landscape: str | Landscape, optimizers: Any = DEFAULT_OPTIMIZERS, *, steps: int = 500,
+         start: tuple[float, float] | None = None, lr: dict[str, float] | None = None,
+         options: dict[str, dict[str, Any]] | None = None, schedules: dict[str, Callable[[int], float]] | None = None,
+         noise: float = 0.0, seed: int = 0, tol: float = 1e-6, tune: bool = False,
+         grid: tuple[float, ...] = DEFAULT_GRID, clip: float | None = None, escape: float = 10.0) -> RaceResult:
+    """Race registry ``optimizers`` on ``landscape``; with ``tune=True`` also each at its best grid rate."""
+    ls = get_landscape(landscape) if isinstance(landscape, str) else landscape
+    names = list(optimizers)
+    if not names:
+        raise ValueError("optimizers must name at least one registry optimizer")
+    for name in names:
+        get_spec(name)
+    lr, options, schedules = dict(lr or {}), dict(options or {}), dict(schedules or {})
+    for key in list(lr) + list(options) + list(schedules):
+        if key not in names:
+            raise ValueError(f"{key!r} is given options but is not in the race ({', '.join(names)})")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    if not noise >= 0:
+        raise ValueError(f"noise must be >= 0, got {noise!r}")
+    if not tol > 0:
+        raise ValueError(f"tol must be > 0, got {tol!r}")
+    if clip is not None and not clip > 0:
+        raise ValueError(f"clip must be > 0 or None, got {clip!r}")
+    if not grid or any(not g > 0 for g in grid):
+        raise ValueError("grid must be a non-empty list of positive rates")
+    start = tuple(float(v) for v in (start if start is not None else ls.start))
+    if len(start) != 2 or not all(math.isfinite(v) for v in start):
+        raise ValueError(f"start must be two finite numbers, got {start!r}")
+    result = RaceResult(ls, start, steps, tol, noise, seed)
+    for name in names:
+        rate = float(lr.get(name, get_spec(name).lr))
+        opts = options.get(name, {})
+        run = _run_batch(ls, name, opts, [rate], start, steps, noise, seed, schedules.get(name), clip, escape)[0]
+        result.racers.append(_racer(ls, name, rate, opts, run, tol, tuned=False))
+        if tune:
+            runs = _run_batch(ls, name, opts, list(grid), start, steps, noise, seed, schedules.get(name), clip, escape)
+            candidates = [_racer(ls, name, g, opts, r, tol, tuned=True) for g, r in zip(grid, runs)]
+            result.tuned.append(min(candidates, key=lambda r: score(r, ls)))
+    return result
