@@ -39,23 +39,38 @@ def real_data_comparison(epochs: int = 8, seed: int = 0) -> list[dict[str, Any]]
     return rows
 
 
-def run_demo(out: Path, *, steps: int = 500, log: Callable[[str], None] = print) -> Path:
-    """Write the demo into ``out`` (which must not hold an earlier demo); return the index page."""
+def _race_one(name: str, out: str, steps: int) -> tuple[str, str, float]:
+    """Race and write one landscape (runs in a worker process)."""
+    import torch
+
     from descentlab.lab.landscapes import get_landscape
     from descentlab.lab.race import DEFAULT_OPTIMIZERS, race
     from descentlab.lab.race_outputs import format_table, write_race_outputs
 
+    torch.set_num_threads(1)
+    started = time.perf_counter()
+    result = race(name, DEFAULT_OPTIMIZERS, steps=steps, tune=True)
+    write_race_outputs(result, Path(out) / name, title=f"Race on the {name}")
+    return f"{name}: {get_landscape(name).lesson}", format_table(result), time.perf_counter() - started
+
+
+def run_demo(out: Path, *, steps: int = 500, workers: int = 2, log: Callable[[str], None] = print) -> Path:
+    """Write the demo into ``out``; the landscapes run in ``workers`` processes (both cores by default)."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    from descentlab.lab.landscapes import get_landscape
+
     out.mkdir(parents=True, exist_ok=True)
-    sections = []
-    for name in DEMO_LANDSCAPES:
-        started = time.perf_counter()
-        result = race(name, DEFAULT_OPTIMIZERS, steps=steps, tune=True)
-        write_race_outputs(result, out / name, title=f"Race on the {name}")
-        log(f"\n{name}: {get_landscape(name).lesson} ({time.perf_counter() - started:.1f} s)")
-        log(format_table(result))
-        sections.append((name, get_landscape(name)))
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+        futures = [pool.submit(_race_one, name, str(out), steps) for name in DEMO_LANDSCAPES]
+        rows = real_data_comparison()
+        for future in futures:
+            heading, table_text, seconds = future.result()
+            log(f"\n{heading} ({seconds:.1f} s)")
+            log(table_text)
+    sections = [(name, get_landscape(name)) for name in DEMO_LANDSCAPES]
     log("\nreal data: softmax regression on digits, each optimizer at its lr-find rate, 8 epochs")
-    rows = real_data_comparison()
     log(f"{'optimizer':<10} {'lr':>9} {'train loss':>10} {'val acc':>8} {'test acc':>8}")
     for r in rows:
         log(f"{r['optimizer']:<10} {r['lr (lr-find)']:>9.3g} {r['train_loss']:>10.4f} {r['val_accuracy']:>8.3f} "

@@ -34,7 +34,7 @@ def grid_values(landscape: Landscape, n: int = 200) -> tuple[np.ndarray, np.ndar
     return X, Y, Z
 
 
-def draw_contours(ax: Any, landscape: Landscape, n: int = 200) -> None:
+def draw_contours(ax: Any, landscape: Landscape, n: int = 120) -> None:
     """Filled contours (log-spaced levels where f ≥ 0 everywhere), start-independent decorations."""
     X, Y, Z = grid_values(landscape, n)
     if Z.min() >= 0:

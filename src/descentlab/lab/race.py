@@ -189,10 +189,10 @@ def race(landscape: str | Landscape, optimizers: Any = DEFAULT_OPTIMIZERS, *, st
     for name in names:
         rate = float(lr.get(name, get_spec(name).lr))
         opts = options.get(name, {})
-        run = _run_batch(ls, name, opts, [rate], start, steps, noise, seed, schedules.get(name), clip, escape)[0]
-        result.racers.append(_racer(ls, name, rate, opts, run, tol, tuned=False))
+        rates = [rate] + (list(grid) if tune else [])  # the default run rides in the same batch as the grid
+        runs = _run_batch(ls, name, opts, rates, start, steps, noise, seed, schedules.get(name), clip, escape)
+        result.racers.append(_racer(ls, name, rate, opts, runs[0], tol, tuned=False))
         if tune:
-            runs = _run_batch(ls, name, opts, list(grid), start, steps, noise, seed, schedules.get(name), clip, escape)
-            candidates = [_racer(ls, name, g, opts, r, tol, tuned=True) for g, r in zip(grid, runs)]
+            candidates = [_racer(ls, name, g, opts, r, tol, tuned=True) for g, r in zip(grid, runs[1:])]
             result.tuned.append(min(candidates, key=lambda r: score(r, ls)))
     return result
