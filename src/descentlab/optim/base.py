@@ -16,8 +16,9 @@ from torch.optim import Optimizer
 
 from descentlab.optim.validation import check_choice
 
-#: Execution paths: ``"reference"`` runs the rule tensor by tensor; ``"auto"`` lets descentlab pick
-#: the fastest path available for the tensors at hand (today: the reference path).
+#: Execution paths: ``"reference"`` runs the rule tensor by tensor; ``"fused"`` steps large tensors with
+#: a compiled one-pass kernel where one exists (descentlab/fused/, docs/speed.md); ``"auto"`` does so
+#: only once the compile cost is repaid (large tensors, many steps), else the reference path.
 IMPLS: tuple[str, ...] = ("auto", "reference", "fused")
 #: What a step does with a non-finite (inf / NaN) gradient: ``"ignore"`` (PyTorch's behaviour, the
 #: default: the step is taken and NaN propagates), ``"skip"`` (no parameter or state of any group
