@@ -19,6 +19,10 @@ CONFIGS = [
                               weight_decay=0.1, maximize=True)),
     (descentlab.Adadelta, dict(lr=1.0)),
     (descentlab.Adadelta, dict(lr=0.5, rho=0.8, eps_placement="outside", eps=1e-3, weight_decay=0.05, maximize=True)),
+    (descentlab.NAdam, dict(lr=0.01)),
+    (descentlab.NAdam, dict(lr=0.01, betas=(0.8, 0.99), weight_decay=0.1, decoupled_weight_decay=True,
+                            eps_placement="inside", maximize=True)),
+    (descentlab.NAdam, dict(lr=0.01, weight_decay=0.1)),
 ]
 # A fused kernel that fails to compile warns and falls back; here that must fail the test.
 pytestmark = pytest.mark.filterwarnings("error:descentlab. fused")

@@ -28,7 +28,8 @@ AUTO_MIN_STEPS = 1000
 FUSED_DTYPES = (torch.float32, torch.float64)
 #: Options compiled into a kernel as constants (a change compiles a new variant; ``lr`` is a tensor input).
 _STATIC_OPTIONS = {"rmsprop": ("alpha", "eps", "momentum", "weight_decay", "maximize", "centered", "eps_placement"),
-                   "adadelta": ("rho", "eps", "weight_decay", "maximize", "eps_placement")}
+                   "adadelta": ("rho", "eps", "weight_decay", "maximize", "eps_placement"),
+                   "nadam": ("betas", "eps", "weight_decay", "decoupled_weight_decay", "maximize", "eps_placement")}
 
 
 def _kernel_name(optimizer: Any) -> str | None:
@@ -39,6 +40,10 @@ def _kernel_name(optimizer: Any) -> str | None:
         return "rmsprop"
     if type(optimizer) is Adadelta:
         return "adadelta"
+    from descentlab.optim.nadam import NAdam
+
+    if type(optimizer) is NAdam:
+        return "nadam"
     return None
 
 
@@ -64,8 +69,12 @@ def eligible(optimizer: Any, param: Tensor, grad: Tensor, state: dict[str, Any],
     if name == "rmsprop":
         keys = ["square_avg"] + (["momentum_buffer"] if group["momentum"] > 0 else []) + (
             ["grad_avg"] if group["centered"] else [])
-    else:
+    elif name == "adadelta":
         keys = ["square_avg", "acc_delta"]
+    else:
+        keys = ["exp_avg", "exp_avg_sq"]
+        if not isinstance(state.get("mu_product"), Tensor):
+            return None
     if not all(key in state and _plain(state[key], param) for key in keys):
         return None  # the reference path raises its own error for a missing state
     return name
@@ -79,9 +88,27 @@ def _run(name: str, fn: Any, param: Tensor, grad: Tensor, state: dict[str, Any],
         fn(p, grad, state["square_avg"], state.get("grad_avg") if group["centered"] else None,
            state.get("momentum_buffer") if group["momentum"] > 0 else None, lr, float(group["alpha"]),
            float(group["eps"]), float(group["momentum"]), float(group["weight_decay"]), bool(group["maximize"]), inside)
-    else:
+    elif name == "adadelta":
         fn(p, grad, state["square_avg"], state["acc_delta"], lr, float(group["rho"]), float(group["eps"]),
            float(group["weight_decay"]), bool(group["maximize"]), inside)
+    else:
+        _run_nadam(fn, p, grad, state, group, inside)
+
+
+def _run_nadam(fn: Any, p: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any], inside: bool) -> None:
+    """NAdam's scalars, as ``rules.nadam.nadam`` computes them (Π in the state's dtype, the rest in float64)."""
+    lr, (beta1, beta2) = float(group["lr"]), (float(b) for b in group["betas"])
+    step, psi, wd = state["step"].item() + 1, float(group["momentum_decay"]), float(group["weight_decay"])
+    mu = beta1 * (1.0 - 0.5 * (0.96 ** (step * psi)))
+    mu_next = beta1 * (1.0 - 0.5 * (0.96 ** ((step + 1) * psi)))
+    new_product = state["mu_product"] * mu
+    product = new_product.item()
+    decoupled = bool(group["decoupled_weight_decay"])
+    scalars = [1.0 - lr * wd if decoupled and wd != 0 else 1.0, lr * (1.0 - mu) / (1.0 - product),
+               lr * mu_next / (1.0 - product * mu_next), 1.0 - beta2**step]
+    fn(p, grad, state["exp_avg"], state["exp_avg_sq"], *(torch.tensor(x, dtype=p.dtype) for x in scalars),
+       beta1, beta2, float(group["eps"]), 0.0 if decoupled else wd, bool(group["maximize"]), inside)
+    state["mu_product"].copy_(new_product)
 
 
 def try_fused_update(optimizer: Any, param: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any]) -> bool:
@@ -89,8 +116,8 @@ def try_fused_update(optimizer: Any, param: Tensor, grad: Tensor, state: dict[st
     name = eligible(optimizer, param, grad, state, group)
     if name is None:
         return False
-    static = tuple(float(group[k]) if not isinstance(group[k], (bool, str)) else group[k]
-                   for k in _STATIC_OPTIONS[name])
+    static = tuple(group[k] if isinstance(group[k], (bool, str)) else tuple(float(b) for b in group[k])
+                   if isinstance(group[k], (tuple, list)) else float(group[k]) for k in _STATIC_OPTIONS[name])
     fn = compiled(name, (param.dtype, param.device.type, *static))
     if fn is None:
         return False

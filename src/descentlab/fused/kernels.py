@@ -65,3 +65,25 @@ def adadelta_kernel(
     delta = _root(acc_delta, eps, inside) / _root(s, eps, inside) * g
     acc_delta.copy_(acc_delta * rho + (1 - rho) * (delta * delta))
     param.copy_(param - lr * delta)
+
+
+def nadam_kernel(
+    param: Tensor, grad: Tensor, exp_avg: Tensor, exp_avg_sq: Tensor,
+    decay: Tensor, grad_coef: Tensor, avg_coef: Tensor, bias2: Tensor,
+    beta1: float, beta2: float, eps: float, weight_decay: float, maximize: bool, inside: bool,
+) -> None:
+    """NAdam; every step-dependent scalar is computed once per tensor in Python (see ``dispatch``)::
+
+        w ← decay · w  (decoupled weight decay: decay = 1 − η λ, else 1; coupled: g ← g + λ w)
+        m ← β₁ m + (1 − β₁) g;   v ← β₂ v + (1 − β₂) g²;   D = root(v / (1 − β₂^t), ε)
+        w ← w − grad_coef · g / D − avg_coef · m / D
+        grad_coef = η (1 − μ_t) / (1 − Π),   avg_coef = η μ_{t+1} / (1 − Π μ_{t+1})
+    """
+    g = _prepared(param, grad, weight_decay, maximize)
+    p = param * decay
+    m = exp_avg + (1 - beta1) * (g - exp_avg)
+    exp_avg.copy_(m)
+    v = exp_avg_sq * beta2 + (1 - beta2) * (g * g)
+    exp_avg_sq.copy_(v)
+    denom = _root(v / bias2, eps, inside)
+    param.copy_(p - grad_coef * g / denom - avg_coef * m / denom)
