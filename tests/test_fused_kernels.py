@@ -23,6 +23,10 @@ CONFIGS = [
     (descentlab.NAdam, dict(lr=0.01, betas=(0.8, 0.99), weight_decay=0.1, decoupled_weight_decay=True,
                             eps_placement="inside", maximize=True)),
     (descentlab.NAdam, dict(lr=0.01, weight_decay=0.1)),
+    (descentlab.Adam, dict(lr=0.01)),
+    (descentlab.Adam, dict(lr=0.01, amsgrad=True, weight_decay=0.1, eps_placement="inside", bias_correction=False,
+                           maximize=True)),
+    (descentlab.AdamW, dict(lr=0.01, betas=(0.8, 0.99), amsgrad=True)),
 ]
 # A fused kernel that fails to compile warns and falls back; here that must fail the test.
 pytestmark = pytest.mark.filterwarnings("error:descentlab. fused")

@@ -29,6 +29,8 @@ FUSED_DTYPES = (torch.float32, torch.float64)
 #: Options compiled into a kernel as constants (a change compiles a new variant; ``lr`` is a tensor input).
 _STATIC_OPTIONS = {"rmsprop": ("alpha", "eps", "momentum", "weight_decay", "maximize", "centered", "eps_placement"),
                    "adadelta": ("rho", "eps", "weight_decay", "maximize", "eps_placement"),
+                   "adam": ("betas", "eps", "weight_decay", "decoupled_weight_decay", "maximize", "eps_placement",
+                            "amsgrad"),
                    "nadam": ("betas", "eps", "weight_decay", "decoupled_weight_decay", "maximize", "eps_placement")}
 
 
@@ -44,6 +46,10 @@ def _kernel_name(optimizer: Any) -> str | None:
 
     if type(optimizer) is NAdam:
         return "nadam"
+    from descentlab.optim.adam import Adam, AdamW
+
+    if type(optimizer) in (Adam, AdamW):
+        return "adam"
     return None
 
 
@@ -71,6 +77,8 @@ def eligible(optimizer: Any, param: Tensor, grad: Tensor, state: dict[str, Any],
             ["grad_avg"] if group["centered"] else [])
     elif name == "adadelta":
         keys = ["square_avg", "acc_delta"]
+    elif name == "adam":
+        keys = ["exp_avg", "exp_avg_sq"] + (["max_exp_avg_sq"] if group["amsgrad"] else [])
     else:
         keys = ["exp_avg", "exp_avg_sq"]
         if not isinstance(state.get("mu_product"), Tensor):
@@ -91,8 +99,23 @@ def _run(name: str, fn: Any, param: Tensor, grad: Tensor, state: dict[str, Any],
     elif name == "adadelta":
         fn(p, grad, state["square_avg"], state["acc_delta"], lr, float(group["rho"]), float(group["eps"]),
            float(group["weight_decay"]), bool(group["maximize"]), inside)
+    elif name == "adam":
+        _run_adam(fn, p, grad, state, group, inside)
     else:
         _run_nadam(fn, p, grad, state, group, inside)
+
+
+def _run_adam(fn: Any, p: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any], inside: bool) -> None:
+    """Adam's scalars, as ``rules.adam`` computes them (float64, then the tensor's dtype)."""
+    lr, (beta1, beta2) = float(group["lr"]), (float(b) for b in group["betas"])
+    step, wd = state["step"].item() + 1, float(group["weight_decay"])
+    corrected = bool(group["bias_correction"])
+    c1, c2 = (1.0 - beta1**step, 1.0 - beta2**step) if corrected else (1.0, 1.0)
+    decoupled = bool(group["decoupled_weight_decay"])
+    scalars = [1.0 - lr * wd if decoupled and wd != 0 else 1.0, lr / c1, c2**0.5, c2]
+    fn(p, grad, state["exp_avg"], state["exp_avg_sq"], state["max_exp_avg_sq"] if group["amsgrad"] else None,
+       *(torch.tensor(x, dtype=p.dtype) for x in scalars), beta1, beta2, float(group["eps"]),
+       0.0 if decoupled else wd, bool(group["maximize"]), inside)
 
 
 def _run_nadam(fn: Any, p: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any], inside: bool) -> None:

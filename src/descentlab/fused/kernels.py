@@ -87,3 +87,28 @@ def nadam_kernel(
     exp_avg_sq.copy_(v)
     denom = _root(v / bias2, eps, inside)
     param.copy_(p - grad_coef * g / denom - avg_coef * m / denom)
+
+
+def adam_kernel(
+    param: Tensor, grad: Tensor, exp_avg: Tensor, exp_avg_sq: Tensor, max_exp_avg_sq: Tensor | None,
+    decay: Tensor, step_size: Tensor, root_bias2: Tensor, bias2: Tensor,
+    beta1: float, beta2: float, eps: float, weight_decay: float, maximize: bool, inside: bool,
+) -> None:
+    """Adam / AdamW / AMSGrad; the step-dependent scalars are hoisted into Python (see ``dispatch``)::
+
+        w ← decay · w  (decoupled: decay = 1 − η λ, else 1; coupled: g ← g + λ w)
+        m ← β₁ m + (1 − β₁) g;   v ← β₂ v + (1 − β₂) g²;   (AMSGrad) v_max ← max(v_max, v), used for v
+        D = √v / √(1 − β₂^t) + ε  or  √(v / (1 − β₂^t) + ε);   w ← w − step_size · m / D,
+        step_size = η / (1 − β₁^t)   (bias factors are 1 with bias_correction=False)
+    """
+    g = _prepared(param, grad, weight_decay, maximize)
+    p = param * decay
+    m = exp_avg + (1 - beta1) * (g - exp_avg)
+    exp_avg.copy_(m)
+    v = exp_avg_sq * beta2 + (1 - beta2) * (g * g)
+    exp_avg_sq.copy_(v)
+    if max_exp_avg_sq is not None:
+        v = max_exp_avg_sq.maximum(v)
+        max_exp_avg_sq.copy_(v)
+    denom = (v / bias2 + eps).sqrt() if inside else v.sqrt() / root_bias2 + eps
+    param.copy_(p - step_size * m / denom)
