@@ -46,6 +46,7 @@ class Racer:
     distance: float
     diverged: bool
     tuned: bool = False
+    tol: float = 1e-6
 
     @property
     def label(self) -> str:
@@ -143,17 +144,20 @@ def _racer(landscape: Landscape, name: str, lr: float, options: dict[str, Any], 
         hits = np.nonzero(np.abs(vals - f_star) < tol)[0]
         steps_to_tol = int(hits[0]) if len(hits) else None
     idx, dist = landscape.nearest_minimum(pts[-1])
-    return Racer(name, float(lr), dict(options), pts, vals, steps_to_tol, float(vals[-1]), idx, dist, diverged, tuned)
+    return Racer(name, float(lr), dict(options), pts, vals, steps_to_tol, float(vals[-1]), idx, dist, diverged, tuned,
+                 tol)
 
 
 def score(racer: Racer, landscape: Landscape) -> tuple[float, float]:
-    """The race's metric (lower is better): reached the tolerance first (by steps), then the final gap."""
+    """The race's metric (lower is better): runs that reach the tolerance *and end within it* rank first, by
+    steps to the tolerance (a rate that touches it and bounces away does not count); then the final gap."""
     if racer.diverged:
         return (2.0, math.inf)
-    if racer.steps_to_tol is not None:
-        return (0.0, float(racer.steps_to_tol))
     gap = racer.final_f - (landscape.f_star if landscape.f_star is not None else 0.0)
+    if racer.steps_to_tol is not None and abs(gap) < racer.tol:
+        return (0.0, float(racer.steps_to_tol))
     return (1.0, gap)
+
 
 
 def race(landscape: str | Landscape, optimizers: Any = DEFAULT_OPTIMIZERS, *, steps: int = 500,

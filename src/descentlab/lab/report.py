@@ -43,6 +43,7 @@ _SCRIPT = r"""
       ctx.fillStyle = r.colour; ctx.beginPath(); ctx.arc(px(r.x[n]), py(r.y[n]), 4, 0, 2 * Math.PI); ctx.fill();
     });
     ctx.fillStyle = '#000'; ctx.beginPath(); ctx.arc(px(data.start[0]), py(data.start[1]), 5, 0, 2 * Math.PI); ctx.fill();
+    document.body.dataset.drawnStep = String(step);
   }
   function stop() { if (timer !== null) { clearInterval(timer); timer = null; } play.textContent = 'Play'; }
   play.addEventListener('click', function () {

@@ -1,0 +1,61 @@
+"""``descentlab race`` / ``landscapes`` / ``demo`` as a user runs them."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from descentlab.cli import main
+
+
+def test_race_writes_everything_and_prints_the_table(tmp_path, capsys):
+    out = tmp_path / "race"
+    assert main(["race", "double_well", "--optimizers", "sgd,momentum", "--steps", "80", "--lr", "sgd=0.05",
+                 "--opt", "momentum:form=sum", "--noise", "0.1", "--frames", "8", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "steps→tol" in printed and "momentum" in printed
+    for name in ("race.png", "race.gif", "report.html", "metrics.csv"):
+        assert (out / name).exists(), name
+    gif = Image.open(out / "race.gif")
+    assert gif.n_frames >= 5
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    assert [r["optimizer"] for r in rows] == ["sgd", "momentum"] and rows[0]["lr"] == "0.05"
+    png = np.asarray(Image.open(out / "race.png").convert("L"), dtype=float)
+    assert png.std() > 10
+    assert main(["race", "double_well", "--out", str(out)]) == 2
+    assert "--force" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["race", "ravin"], "Did you mean 'ravine'"),
+    (["race", "ravine", "--optimizers", "sgd,adma"], "Did you mean 'adam'"),
+    (["race", "ravine", "--start", "1"], "--start must be x,y"),
+    (["race", "ravine", "--lr", "sgd"], "KEY=VALUE"),
+    (["race", "ravine", "--optimizers", "sgd", "--lr", "adam=0.1"], "not in the race"),
+])
+def test_bad_inputs(tmp_path, capsys, args, fragment):
+    assert main(args + ["--out", str(tmp_path / "x")]) == 2
+    assert fragment in capsys.readouterr().err
+
+
+def test_landscapes_lists_all(capsys):
+    assert main(["landscapes"]) == 0
+    out = capsys.readouterr().out
+    for name in ("bowl", "ravine", "saddle", "rosenbrock", "beale", "booth", "himmelblau", "rastrigin", "ackley",
+                 "six_hump_camel", "double_well"):
+        assert name in out
+
+
+@pytest.mark.slow
+def test_demo_end_to_end(tmp_path, capsys, browser):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--steps", "60"]) == 0
+    assert str(out.resolve()) in capsys.readouterr().out
+    for name in ("ravine", "saddle", "rosenbrock"):
+        assert (out / name / "report.html").exists() and (out / name / "race_tuned.png").exists()
+    dom, errors = browser.dom(out / "index.html")
+    assert errors == [] and dom.count('href="') >= 3 and "digits" in dom
+    assert main(["demo", "--out", str(out)]) == 2  # an earlier demo is never overwritten

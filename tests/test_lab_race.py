@@ -1,0 +1,100 @@
+"""The lecture's claims, measured on races of the real optimizers; batched tuning equals separate runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from descentlab.lab.landscapes import get_landscape
+from descentlab.lab.race import _run_batch, race
+from descentlab.optim.registry import REGISTRY
+
+
+def _y_oscillation(points: np.ndarray, skip: int = 5) -> float:
+    """Cross-valley oscillation: mean |Δy| between successive steps after the first few."""
+    return float(np.abs(np.diff(points[skip:, 1])).mean())
+
+
+def test_momentum_oscillates_less_across_the_ravine_than_sgd_at_the_same_rate():
+    r = race("ravine", ["sgd", "momentum"], steps=150, lr={"sgd": 0.45, "momentum": 0.45},
+             options={"momentum": {"form": "sum", "beta": 0.5}})
+    sgd, momentum = r.racers
+    assert _y_oscillation(momentum.points) < 0.5 * _y_oscillation(sgd.points)
+    ys = sgd.points[5:40, 1]
+    assert (np.sign(ys[1:]) != np.sign(ys[:-1])).mean() > 0.9  # SGD zig-zags: y flips sign every step
+
+
+def test_adagrad_effective_step_shrinks():
+    r = race("bowl", ["adagrad"], steps=200, lr={"adagrad": 0.5})
+    step = np.linalg.norm(np.diff(r.racers[0].points, axis=0), axis=1)
+    assert step[150:].mean() < 0.2 * step[:20].mean()
+
+
+def test_adaptive_methods_leave_the_saddle_faster_than_sgd():
+    def steps_to_leave(racer, radius=1.0):
+        far = np.nonzero(np.abs(racer.points[:, 1]) > radius)[0]
+        return int(far[0]) if len(far) else 10**9
+
+    r = race("saddle", ["sgd", "rmsprop", "adam"], steps=400, start=(-2.5, 1e-3),
+             lr={"sgd": 0.01, "rmsprop": 0.01, "adam": 0.01})
+    sgd, rmsprop, adam = (steps_to_leave(x) for x in r.racers)
+    assert rmsprop < sgd and adam < sgd, (sgd, rmsprop, adam)
+
+
+def test_tuned_adam_and_nesterov_reach_the_rosenbrock_minimum():
+    r = race("rosenbrock", ["adam", "nesterov"], steps=1500, tune=True)
+    for racer in r.tuned:
+        assert racer.distance < 0.05, (racer.name, racer.lr, racer.distance)  # within 0.05 of (1, 1) in 1500 steps
+
+
+def test_himmelblau_starts_decide_the_minimum():
+    reached = set()
+    for start in [(0.0, 0.0), (-1.0, 1.0), (-1.0, -1.0), (1.0, -1.0)]:
+        r = race("himmelblau", ["adam"], steps=800, start=start, lr={"adam": 0.05})
+        racer = r.racers[0]
+        assert racer.distance < 1e-3
+        reached.add(racer.nearest_minimum)
+    assert len(reached) >= 3
+
+
+@pytest.mark.parametrize("name", list(REGISTRY))
+def test_batched_grid_equals_separate_runs(name):
+    ls = get_landscape("rosenbrock")
+    rates = [1e-4, 1e-3, 1e-2, 0.1]
+    opts = {"weight_decay": 0.0} if name == "adamw" else {}  # the batched path needs a step linear in the rate
+    batched = _run_batch(ls, name, opts, rates, ls.start, 120, 0.0, 0, None, None, 10.0, batched=True)
+    separate = _run_batch(ls, name, opts, rates, ls.start, 120, 0.0, 0, None, None, 10.0, batched=False)
+    for (pa, va, da), (pb, vb, db) in zip(batched, separate):
+        assert da == db and pa.shape == pb.shape
+        np.testing.assert_allclose(pa, pb, rtol=1e-9, atol=1e-9)
+
+
+def test_weight_decay_falls_back_to_one_group_per_rate():
+    ls = get_landscape("bowl")
+    auto = _run_batch(ls, "adamw", {}, [0.01, 0.1], ls.start, 50, 0.0, 0, None, None, 10.0)  # decays by default
+    separate = _run_batch(ls, "adamw", {}, [0.01, 0.1], ls.start, 50, 0.0, 0, None, None, 10.0, batched=False)
+    for (pa, _, _), (pb, _, _) in zip(auto, separate):
+        assert np.array_equal(pa, pb)
+
+
+def test_divergence_is_detected_and_no_clipping_by_default():
+    r = race("rosenbrock", ["sgd"], steps=50, lr={"sgd": 0.01})
+    assert r.racers[0].diverged and len(r.racers[0].points) < 51
+    clipped = race("rosenbrock", ["sgd"], steps=50, lr={"sgd": 0.01}, clip=1.0)
+    assert not clipped.racers[0].diverged
+
+
+def test_noise_is_seeded():
+    a = race("bowl", ["sgd"], steps=30, noise=0.5, seed=3).racers[0].points
+    b = race("bowl", ["sgd"], steps=30, noise=0.5, seed=3).racers[0].points
+    c = race("bowl", ["sgd"], steps=30, noise=0.5, seed=4).racers[0].points
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+@pytest.mark.parametrize("kwargs,fragment", [({"optimizers": ["adma"]}, "Did you mean 'adam'"),
+                                             ({"steps": 0}, "steps"), ({"noise": -1}, "noise"),
+                                             ({"lr": {"adam": 0.1}, "optimizers": ["sgd"]}, "not in the race"),
+                                             ({"start": (1.0, float("nan"))}, "start")])
+def test_bad_inputs(kwargs, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        race("bowl", **{"optimizers": ["sgd"], **kwargs})
