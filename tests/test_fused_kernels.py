@@ -27,6 +27,8 @@ CONFIGS = [
     (descentlab.Adam, dict(lr=0.01, amsgrad=True, weight_decay=0.1, eps_placement="inside", bias_correction=False,
                            maximize=True)),
     (descentlab.AdamW, dict(lr=0.01, betas=(0.8, 0.99), amsgrad=True)),
+    (descentlab.Adagrad, dict(lr=0.1, lr_decay=0.01, initial_accumulator_value=0.1, weight_decay=0.1,
+                              eps_placement="inside", maximize=True)),
 ]
 # A fused kernel that fails to compile warns and falls back; here that must fail the test.
 pytestmark = pytest.mark.filterwarnings("error:descentlab. fused")

@@ -18,7 +18,7 @@ from descentlab.fused import kernels
 
 _CACHE: dict[tuple[Hashable, ...], Callable[..., None] | None] = {}
 _FAILED: set[str] = set()
-KERNEL_NAMES: tuple[str, ...] = ("rmsprop", "adadelta", "nadam", "adam")
+KERNEL_NAMES: tuple[str, ...] = ("rmsprop", "adadelta", "nadam", "adam", "adagrad")
 
 
 def _private_copy(fn: Callable[..., None], tag: int) -> Callable[..., None]:

@@ -31,6 +31,7 @@ _STATIC_OPTIONS = {"rmsprop": ("alpha", "eps", "momentum", "weight_decay", "maxi
                    "adadelta": ("rho", "eps", "weight_decay", "maximize", "eps_placement"),
                    "adam": ("betas", "eps", "weight_decay", "decoupled_weight_decay", "maximize", "eps_placement",
                             "amsgrad"),
+                   "adagrad": ("eps", "weight_decay", "maximize", "eps_placement"),
                    "nadam": ("betas", "eps", "weight_decay", "decoupled_weight_decay", "maximize", "eps_placement")}
 
 
@@ -50,6 +51,10 @@ def _kernel_name(optimizer: Any) -> str | None:
 
     if type(optimizer) in (Adam, AdamW):
         return "adam"
+    from descentlab.optim.adagrad import Adagrad
+
+    if type(optimizer) is Adagrad:
+        return "adagrad"
     return None
 
 
@@ -79,6 +84,8 @@ def eligible(optimizer: Any, param: Tensor, grad: Tensor, state: dict[str, Any],
         keys = ["square_avg", "acc_delta"]
     elif name == "adam":
         keys = ["exp_avg", "exp_avg_sq"] + (["max_exp_avg_sq"] if group["amsgrad"] else [])
+    elif name == "adagrad":
+        keys = ["sum"]
     else:
         keys = ["exp_avg", "exp_avg_sq"]
         if not isinstance(state.get("mu_product"), Tensor):
@@ -101,6 +108,11 @@ def _run(name: str, fn: Any, param: Tensor, grad: Tensor, state: dict[str, Any],
            float(group["weight_decay"]), bool(group["maximize"]), inside)
     elif name == "adam":
         _run_adam(fn, p, grad, state, group, inside)
+    elif name == "adagrad":
+        step = state["step"].item() + 1
+        step_lr = float(group["lr"]) / (1 + (step - 1) * float(group["lr_decay"]))
+        fn(p, grad, state["sum"], torch.tensor(step_lr, dtype=p.dtype), float(group["eps"]),
+           float(group["weight_decay"]), bool(group["maximize"]), inside)
     else:
         _run_nadam(fn, p, grad, state, group, inside)
 

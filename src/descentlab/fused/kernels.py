@@ -1,6 +1,7 @@
 """Element-wise update kernels for the fused path: each is one pass over memory once compiled.
 
-Each kernel writes the new parameter and state in place (``copy_`` of expressions that Inductor fuses
+Each kernel is a second statement of one rule's maths, checked against the reference rule.
+It writes the new parameter and state in place (``copy_`` of expressions that Inductor fuses
 into one loop). Every scalar that may change between steps (the learning rate) arrives as a 0-d
 tensor, so a schedule never triggers a recompilation; hyperparameters that a user rarely changes
 (β, ε, momentum, weight decay) are Python floats and are specialised. The reference rules in
@@ -112,3 +113,17 @@ def adam_kernel(
         max_exp_avg_sq.copy_(v)
     denom = (v / bias2 + eps).sqrt() if inside else v.sqrt() / root_bias2 + eps
     param.copy_(p - step_size * m / denom)
+
+
+def adagrad_kernel(
+    param: Tensor, grad: Tensor, sum_: Tensor, step_lr: Tensor,
+    eps: float, weight_decay: float, maximize: bool, inside: bool,
+) -> None:
+    """Adagrad; ``step_lr`` = η / (1 + (t − 1) · lr_decay) is computed in Python::
+
+        G ← G + g²;   w ← w − η_t g / D,   D = √G + ε  or  √(G + ε)
+    """
+    g = _prepared(param, grad, weight_decay, maximize)
+    s = sum_ + g * g
+    sum_.copy_(s)
+    param.copy_(param - step_lr * g / _root(s, eps, inside))
