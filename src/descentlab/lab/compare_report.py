@@ -4,7 +4,6 @@ performance profile, and one self-contained HTML page (no network needed)."""
 from __future__ import annotations
 
 import base64
-import csv
 import html
 import io
 import json
@@ -15,18 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from descentlab.train.history import write_text_atomically
-
-
-def _csv(rows: list[dict[str, Any]]) -> str:
-    columns: list[str] = []
-    for row in rows:
-        columns += [k for k in row if k not in columns]
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buf.getvalue()
+from descentlab.train.history import csv_text, write_text_atomically
 
 
 def performance_profile(costs: dict[str, list[float]], taus: np.ndarray) -> dict[str, np.ndarray]:
@@ -108,8 +96,8 @@ def write_report(result, out: Path) -> None:
             if r["diverged"]:
                 runs_rows.append({"optimizer": name, "seed": seed, "diverged": True})
     summary = result.summary()
-    write_text_atomically(out / "trials.csv", _csv(result.trials))
-    write_text_atomically(out / "runs.csv", _csv(runs_rows))
+    write_text_atomically(out / "trials.csv", csv_text(result.trials))
+    write_text_atomically(out / "runs.csv", csv_text(runs_rows))
     write_text_atomically(out / "summary.json", json.dumps({"config": asdict(result.config), "summary": summary,
                                                              "best": result.best}, indent=1, default=str))
     curves, prof = _figures(result)

@@ -3,15 +3,13 @@ report.html — atomically, never over an earlier race unless asked."""
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 from typing import Any
 
 from descentlab.lab.animation import animate_race
 from descentlab.lab.plots import contour_background, race_figure
 from descentlab.lab.report import write_race_report
-from descentlab.train.history import write_text_atomically
+from descentlab.train.history import csv_text, write_text_atomically
 
 OUTPUTS = ("race.png", "race_tuned.png", "race.gif", "race.mp4", "metrics.csv", "report.html")
 
@@ -38,12 +36,7 @@ def write_race_outputs(result: Any, out: Path, *, force: bool = False, frames: i
     for p in written:
         paths[p.name] = p
     pictures["animation" + (" (tuned rates)" if result.tuned else "")] = written[0]
-    buf = io.StringIO()
-    rows = result.rows()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    paths["metrics.csv"] = write_text_atomically(out / "metrics.csv", buf.getvalue())
+    paths["metrics.csv"] = write_text_atomically(out / "metrics.csv", csv_text(result.rows()))
     background = out / ".background.png"
     contour_background(result.landscape, background)
     try:

@@ -26,6 +26,18 @@ def write_text_atomically(path: str | os.PathLike, text: str) -> Path:
     return path
 
 
+def csv_text(rows: list[dict[str, Any]]) -> str:
+    """Rows of dicts as CSV text; the columns are the union of the keys, in first-seen order."""
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
 @dataclass
 class History:
     """The record of a run. ``steps`` has one dict per optimizer step (``step, epoch, loss, loss_ema, lr,
@@ -72,15 +84,7 @@ class History:
         """Write the per-step (``which="steps"``) or per-epoch (``"epochs"``) rows as CSV, atomically."""
         if which not in ("steps", "epochs"):
             raise ValueError(f"which must be 'steps' or 'epochs', got {which!r}")
-        rows = self.steps if which == "steps" else self.epochs
-        columns: list[str] = []
-        for row in rows:
-            columns += [k for k in row if k not in columns]
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        return write_text_atomically(path, buf.getvalue())
+        return write_text_atomically(path, csv_text(self.steps if which == "steps" else self.epochs))
 
     def to_json(self, path: str | os.PathLike) -> Path:
         """Write both tables as one JSON document, atomically."""
