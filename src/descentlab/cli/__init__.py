@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileExistsError, FileNotFoundError, PermissionError) as err:
+    except (ValueError, OSError) as err:  # bad input, an existing output, a folder that cannot be written
         print(f"descentlab {args.verb}: error: {err}", file=sys.stderr)
         return 2
 

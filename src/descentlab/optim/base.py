@@ -25,6 +25,9 @@ IMPLS: tuple[str, ...] = ("auto", "reference", "fused")
 #: changes; ``skipped_steps`` counts them) or ``"raise"`` (``FloatingPointError`` naming the tensor).
 NONFINITE_POLICIES: tuple[str, ...] = ("ignore", "skip", "raise")
 COMMON_OPTIONS: tuple[str, ...] = ("impl", "nonfinite")
+#: Version of descentlab's additions to a ``state_dict`` (the ``descentlab_format`` entry); a state_dict
+#: without the entry (say, from ``torch.optim``) is accepted, one from a newer format is refused.
+STATE_FORMAT = 1
 
 
 def scalar_dtype() -> torch.dtype:
@@ -91,6 +94,52 @@ class RuleOptimizer(Optimizer):
             for key, value in self.defaults.items():
                 group.setdefault(key, value)
 
+    # -- state_dict ----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """torch's ``state_dict`` plus a ``descentlab_format`` marker (torch.optim ignores it when loading)."""
+        state = super().state_dict()
+        state["descentlab_format"] = STATE_FORMAT
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Check ``state_dict`` fits this optimizer — format version, state keys of this rule, tensor shapes —
+        with a message naming the culprit, then load it as torch does."""
+        if not isinstance(state_dict, dict) or "state" not in state_dict or "param_groups" not in state_dict:
+            raise ValueError("not an optimizer state_dict: it needs 'state' and 'param_groups'")
+        version = state_dict.get("descentlab_format", STATE_FORMAT)
+        if not isinstance(version, int) or version > STATE_FORMAT:
+            raise ValueError(f"state_dict has descentlab_format {version!r}; this descentlab reads formats up to "
+                             f"{STATE_FORMAT} — upgrade descentlab to load it")
+        saved_groups = state_dict["param_groups"]
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError(f"state_dict has {len(saved_groups)} param groups, this optimizer has "
+                             f"{len(self.param_groups)}")
+        for index, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
+            if len(saved["params"]) != len(group["params"]):
+                raise ValueError(f"param group {index}: state_dict has {len(saved['params'])} parameters, this "
+                                 f"optimizer has {len(group['params'])}")
+            merged = {**group, **{k: v for k, v in saved.items() if k != "params"}}
+            for key in self.extra_options + COMMON_OPTIONS:
+                merged.setdefault(key, self.defaults[key])
+            for saved_id, param in zip(saved["params"], group["params"]):
+                entry = state_dict["state"].get(saved_id)
+                if entry:
+                    self._check_loaded_state(type(self).__name__, param, merged, entry, saved_id)
+        super().load_state_dict({k: v for k, v in state_dict.items() if k != "descentlab_format"})
+
+    def _check_loaded_state(self, name: str, param: Tensor, group: dict[str, Any], entry: dict[str, Any],
+                            saved_id: Any) -> None:
+        expected: dict[str, Any] = {}
+        self._init_state(torch.empty_like(param, device="meta"), group, expected)
+        if set(entry) != set(expected):
+            raise ValueError(f"{name}.load_state_dict: parameter {saved_id} has state {sorted(entry)}, but this "
+                             f"optimizer keeps {sorted(expected)} — was the state_dict saved by another optimizer "
+                             "or with other options?")
+        for key, value in entry.items():
+            if isinstance(value, Tensor) and value.dim() > 0 and value.shape != param.shape:
+                raise ValueError(f"{name}.load_state_dict: state {key!r} of parameter {saved_id} has shape "
+                                 f"{tuple(value.shape)}, the parameter has shape {tuple(param.shape)}")
+
     def _validate_group(self, group: dict[str, Any]) -> None:
         check_choice("impl", group["impl"], IMPLS)
         check_choice("nonfinite", group["nonfinite"], NONFINITE_POLICIES)
@@ -139,6 +188,21 @@ class RuleOptimizer(Optimizer):
                 passed = False
         return passed
 
+    def _follow_param(self, param: Tensor, state: dict[str, Any]) -> None:
+        """A parameter moved to another dtype or device after the optimizer was built (``model.to(…)``):
+        move its state along (as ``load_state_dict`` does), with a warning the first time."""
+        for key, value in state.items():
+            if isinstance(value, Tensor) and value.dim() > 0 and (value.dtype != param.dtype
+                                                                  or value.device != param.device):
+                if not getattr(self, "_warned_moved", False):
+                    import warnings
+
+                    warnings.warn(f"{type(self).__name__}: a parameter moved to {param.dtype} on {param.device} after "
+                                  f"its state was created ({value.dtype} on {value.device}); the state is moved "
+                                  "along", stacklevel=4)
+                    self._warned_moved = True
+                state[key] = value.to(dtype=param.dtype, device=param.device)
+
     def _step_group(self, group: dict[str, Any]) -> None:
         for param in group["params"]:
             grad = param.grad
@@ -153,6 +217,8 @@ class RuleOptimizer(Optimizer):
             first_step = len(state) == 0
             if first_step:
                 self._init_state(param, group, state)
+            else:
+                self._follow_param(param, state)
             if group["impl"] != "reference" and not first_step:
                 from descentlab.fused import try_fused_update  # fused path: descentlab/fused/dispatch.py
                 if try_fused_update(self, param, grad, state, group):
