@@ -153,3 +153,30 @@ def test_two_workers_share_a_postgresql_study(tmp_path, postgres_url):
     study = optuna.load_study(study_name=study_name(config, "sgd"), storage=postgres_url)
     assert len([t for t in study.trials if t.value is not None]) == 4
     assert not (tmp_path / "study.db").exists()  # everything went to the server
+
+
+def test_a_time_budget_ends_runs_by_the_clock(tmp_path, capsys):
+    out = tmp_path / "timed"
+    assert main(["compare", "iris", "--optimizers", "adam", "--seeds", "1", "--budget", "0.3s", "--trials", "1",
+                 "--batch-size", "1", "--out", str(out)]) == 0
+    runs = _rows(out / "runs.csv")
+    assert runs and float(runs[-1]["seconds"]) < 0.3 + 0.5  # stopped by the clock, not after 10 epochs
+    assert "0.3 s each" in (out / "report.html").read_text()
+    assert main(["compare", "iris", "--budget", "soon", "--out", str(tmp_path / "bad")]) == 2
+    assert "--budget must be EPOCHS" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="needs an epoch budget"):
+        compare(_config(tmp_path / "s", seconds=1.0, tune=("lr", "schedule")))
+
+
+def test_fit_time_budget_marks_the_partial_epoch():
+    import descentlab
+    from descentlab import datasets, models
+
+    d = datasets.load("digits")
+    model = models.build("logistic", 64, 10)
+    h = descentlab.fit(model, d.train, descentlab.SGD(model.parameters(), lr=0.1), loss="cross_entropy",
+                       epochs=10_000, batch_size=1, max_seconds=0.2, progress=False)
+    assert h.epochs[-1].get("partial") is True and h.final["seconds"] < 2.0
+    with pytest.raises(ValueError, match="max_seconds"):
+        descentlab.fit(model, d.train, descentlab.SGD(model.parameters(), lr=0.1), loss="cross_entropy",
+                       epochs=1, max_seconds=0, progress=False)

@@ -14,7 +14,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="default: by task")
     p.add_argument("--optimizers", default=DEFAULT_OPTIMIZERS)
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--budget", type=int, default=10, help="epochs per trial and per run (default 10)")
+    p.add_argument("--budget", default="10", help="per trial and per run: EPOCHS (e.g. 10) or SECONDS (e.g. 30s)")
     p.add_argument("--tune", default="lr", help="comma list of lr, batch_size, schedule (default lr)")
     p.add_argument("--trials", type=int, default=10, help="tuning trials per optimizer (the study keeps growing "
                    "to this many when re-run)")
@@ -43,13 +43,18 @@ def run(args: argparse.Namespace) -> int:
             target = (metric, float(value))
         except ValueError:
             raise ValueError(f"--target value must be a number, got {value!r}") from None
+    budget = args.budget.strip().lower()
+    try:
+        epochs, seconds = (10, float(budget[:-1])) if budget.endswith("s") else (int(budget), None)
+    except ValueError:
+        raise ValueError(f"--budget must be EPOCHS (an integer) or SECONDS ending in s (e.g. 30s), got {args.budget!r}") from None
     out = Path(args.out)
     if out.is_dir() and any(out.iterdir()) and not (out / "summary.json").exists() and not (out / "study.db").exists():
         raise FileExistsError(f"{out} is not empty and holds no earlier comparison; choose another --out")
     task = datasets.load(args.dataset).task
     config = CompareConfig(args.dataset, args.model or DEFAULT_MODEL[task],
                            [o.strip() for o in args.optimizers.split(",") if o.strip()], str(out), seeds=args.seeds,
-                           epochs=args.budget, tune=tuple(t.strip() for t in args.tune.split(",")),
+                           epochs=epochs, seconds=seconds, tune=tuple(t.strip() for t in args.tune.split(",")),
                            trials=args.trials, target=target, batch_size=args.batch_size, storage=args.storage,
                            workers=args.workers, seed=args.seed)
     result = compare(config)

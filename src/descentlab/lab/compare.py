@@ -44,6 +44,11 @@ class CompareConfig:
     storage: str | None = None
     workers: int = 1
     seed: int = 0
+    seconds: float | None = None  # a wall-time budget per run instead of ``epochs``
+
+    @property
+    def budget(self) -> str:
+        return f"{self.seconds:g} s" if self.seconds is not None else f"{self.epochs} epochs"
 
     def validate(self) -> None:
         from descentlab import datasets, models
@@ -62,6 +67,11 @@ class CompareConfig:
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{key} must be an integer >= {low}, got {value!r}")
+        if self.seconds is not None:
+            if not self.seconds > 0:
+                raise ValueError(f"seconds must be > 0, got {self.seconds!r}")
+            if "schedule" in self.tune:
+                raise ValueError("tuning the schedule needs an epoch budget (a schedule runs on the epoch clock)")
         if self.target is not None:
             metric, _ = self.target
             if metric not in ("val_loss", "val_accuracy"):
@@ -95,8 +105,10 @@ def train_setting(config: CompareConfig, optimizer: str, params: dict[str, Any],
     classification = data.task == "classification"
     batch = min(int(params.get("batch_size", config.batch_size)), len(data.train[0]))
     try:
-        history = fit(model, data.train, opt, loss=TASK_LOSS[data.task], epochs=config.epochs, batch_size=batch,
-                      schedule=schedule, val=data.val, accuracy=classification, seed=seed, progress=False)
+        epochs = config.epochs if config.seconds is None else 1_000_000  # a time budget ends the run instead
+        history = fit(model, data.train, opt, loss=TASK_LOSS[data.task], epochs=epochs, batch_size=batch,
+                      schedule=schedule, val=data.val, accuracy=classification, seed=seed, progress=False,
+                      max_seconds=config.seconds)
     except TrainingDiverged as err:
         return {"diverged": True, "error": str(err), "epochs": [], "best_val_loss": DIVERGED}
     rows = history.epochs
@@ -137,7 +149,8 @@ def _objective(config: CompareConfig, optimizer: str):
 
 def study_name(config: CompareConfig, optimizer: str) -> str:
     tuned = "+".join(config.tune)
-    return f"{config.dataset}/{config.model}/{optimizer}/epochs={config.epochs}/tune={tuned}/seed={config.seed}"
+    budget = f"seconds={config.seconds:g}" if config.seconds is not None else f"epochs={config.epochs}"
+    return f"{config.dataset}/{config.model}/{optimizer}/{budget}/tune={tuned}/seed={config.seed}"
 
 
 def _load_study(config: CompareConfig, optimizer: str, worker: int = 0):

@@ -48,7 +48,7 @@ def _figures(result) -> tuple[Any, Any]:
         ax.fill_between(epochs, arr.min(axis=0), arr.max(axis=0), color=line.get_color(), alpha=0.2)
     if cfg.target and cfg.target[0] == metric:
         ax.axhline(cfg.target[1], color="k", linestyle=":", label=f"target {metric} = {cfg.target[1]:g}")
-    ax.set_xlabel("epoch")
+    ax.set_xlabel("epoch (the last one may be partial under a time budget)")
     ax.set_ylabel(metric + " (mean, band = min..max over seeds)")
     if metric == "val_loss":
         ax.set_yscale("log")
@@ -134,7 +134,7 @@ table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;paddi
 th{{background:#f3f3f3}}img{{max-width:100%}}</style></head><body>
 <h1>Optimizers compared on {html.escape(cfg.dataset)} · {html.escape(cfg.model)}</h1>
 <p>Each optimizer was tuned on the validation split ({cfg.trials} trials of {', '.join(cfg.tune)};
-{cfg.epochs} epochs each, batch {cfg.batch_size}), then re-run at its best setting with {cfg.seeds} new seeds.
+{cfg.budget} each, batch {cfg.batch_size}), then re-run at its best setting with {cfg.seeds} new seeds.
 Target: {html.escape(target)}. Study storage: {html.escape(cfg.storage or 'study.db (SQLite, this folder)')}.</p>
 {table}
 <h2>Validation curves</h2><img alt="validation curves with seed bands" src="data:image/png;base64,{images['curves.png']}">

@@ -71,7 +71,7 @@ def fit(model: torch.nn.Module, data: Any, optimizer: torch.optim.Optimizer, *, 
         val: tuple[torch.Tensor, torch.Tensor] | None = None, accuracy: bool = False, seed: int = 0,
         checkpoint_dir: str | Path | None = None, checkpoint_every: int | None = None, keep_last: int = 3,
         resume: bool = True, on_nonfinite: str = "stop", progress: bool = True,
-        step_callback: Callable[[int], None] | None = None) -> History:
+        step_callback: Callable[[int], None] | None = None, max_seconds: float | None = None) -> History:
     """Train ``model`` on ``data`` with ``optimizer``; return the :class:`History`.
 
     Args:
@@ -91,12 +91,16 @@ def fit(model: torch.nn.Module, data: Any, optimizer: torch.optim.Optimizer, *, 
             checkpoint stays the last good one); ``"skip"`` drops the step and counts it.
         progress: a progress bar on a terminal (quiet otherwise).
         step_callback: called with the global step after every optimizer step (tests use it).
+        max_seconds: a wall-time budget: training stops after the step that exhausts it, the interrupted
+            epoch is evaluated and recorded with ``"partial": True`` (and no checkpoint is written for it).
     """
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
     check_unit(schedule_unit)
     if on_nonfinite not in NONFINITE_ACTIONS:
         raise ValueError(f"on_nonfinite must be one of 'stop', 'skip'; got {on_nonfinite!r}")
+    if max_seconds is not None and not (isinstance(max_seconds, (int, float)) and max_seconds > 0):
+        raise ValueError(f"max_seconds must be a positive number or None, got {max_seconds!r}")
     if checkpoint_every is not None and (not isinstance(checkpoint_every, int) or checkpoint_every < 1):
         raise ValueError(f"checkpoint_every must be a positive integer or None, got {checkpoint_every!r}")
     if schedule is not None and not callable(schedule):
@@ -148,6 +152,7 @@ def fit(model: torch.nn.Module, data: Any, optimizer: torch.optim.Optimizer, *, 
     t0 = time.perf_counter()
     bar = Progress(total=epochs * len(batches), initial=start_epoch * len(batches) + start_batch, enabled=progress)
     model.train()
+    out_of_time = False
     try:
         for epoch in range(start_epoch, epochs):
             if schedule is not None and schedule_unit == "epoch":
@@ -176,8 +181,11 @@ def fit(model: torch.nn.Module, data: Any, optimizer: torch.optim.Optimizer, *, 
                     step_callback(step)
                 if checkpoint_every and step % checkpoint_every == 0 and b + 1 < len(batches):
                     checkpoint(epoch, b + 1)
+                if max_seconds is not None and now >= max_seconds:
+                    out_of_time = b + 1 < len(batches)
+                    break
             start_batch = 0
-            row: dict[str, Any] = {"epoch": epoch}
+            row: dict[str, Any] = {"epoch": epoch, **({"partial": True} if out_of_time else {})}
             train_eval = evaluate(model, data if isinstance(data, (tuple, list)) else next(
                 MiniBatches(data, "full", shuffle=False).batches(0)), loss_fn, accuracy)
             row.update({f"train_{k}": v for k, v in train_eval.items()})
@@ -186,7 +194,11 @@ def fit(model: torch.nn.Module, data: Any, optimizer: torch.optim.Optimizer, *, 
             row.update({"lr": float(optimizer.param_groups[0]["lr"]), "steps": step, "samples": samples,
                         "seconds": elapsed + time.perf_counter() - t0, "skipped_steps": skipped})
             history.record_epoch(row)
+            if out_of_time:
+                break
             checkpoint(epoch + 1, 0)
+            if max_seconds is not None and elapsed + time.perf_counter() - t0 >= max_seconds:
+                break
     finally:
         bar.close()
     return history
