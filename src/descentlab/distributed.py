@@ -13,6 +13,7 @@ Data-parallel training from the command line uses torchrun, e.g.::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import socket
 from pathlib import Path
@@ -36,6 +37,18 @@ def launch(fn: Callable[..., Any], nproc: int, *args: Any) -> None:
     import torch.multiprocessing as mp
 
     mp.spawn(fn, args=(nproc, free_port(), *args), nprocs=nproc, join=True)
+
+
+@contextlib.contextmanager
+def process_group(rank: int, world_size: int, port: int):
+    """Join a gloo process group on 127.0.0.1:``port`` for the block (one CPU thread per rank)."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    try:
+        torch.set_num_threads(1)
+        yield
+    finally:
+        dist.destroy_process_group()
 
 
 def toy_problem(seed: int = 0, n: int = 32) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
@@ -66,10 +79,7 @@ def data_parallel_run(rank: int, world_size: int, port: int, optimizer: str, mod
     """One rank of a data-parallel run; rank 0 saves the full final weights to ``out/final.pt``."""
     from descentlab.optim.registry import get_spec
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world_size)
-    try:
-        torch.set_num_threads(1)
+    with process_group(rank, world_size, port):
         model, x, y = toy_problem()
         shard = slice(rank * len(x) // world_size, (rank + 1) * len(x) // world_size)
         spec = get_spec(optimizer)
@@ -101,8 +111,6 @@ def data_parallel_run(rank: int, world_size: int, port: int, optimizer: str, mod
         if rank == 0:
             torch.save(state, Path(out) / "final.pt")
         dist.barrier()
-    finally:
-        dist.destroy_process_group()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,10 +143,7 @@ def fsdp_checkpoint_run(rank: int, world_size: int, port: int, optimizer: str, s
 
     from descentlab.optim.registry import get_spec
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world_size)
-    try:
-        torch.set_num_threads(1)
+    with process_group(rank, world_size, port):
         _, x, y = toy_problem()
         shard = slice(rank * len(x) // world_size, (rank + 1) * len(x) // world_size)
 
@@ -167,5 +172,3 @@ def fsdp_checkpoint_run(rank: int, world_size: int, port: int, optimizer: str, s
         if rank == 0:
             torch.save(full, Path(out) / "final.pt")
         dist.barrier()
-    finally:
-        dist.destroy_process_group()
