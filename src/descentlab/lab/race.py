@@ -48,9 +48,12 @@ class Racer:
     tuned: bool = False
     tol: float = 1e-6
 
+    scheduled: bool = False
+
     @property
     def label(self) -> str:
-        return f"{self.name} (lr {self.lr:.3g}{', tuned' if self.tuned else ''})"
+        rate = f"peak lr {self.lr:.3g}, scheduled" if self.scheduled else f"lr {self.lr:.3g}"
+        return f"{self.name} ({rate}{', tuned' if self.tuned else ''})"
 
     def row(self) -> dict[str, Any]:
         """A flat metrics row (for tables and CSV)."""
@@ -114,7 +117,7 @@ def _run_batch(landscape: Landscape, name: str, options: dict[str, Any], lrs: li
         grads = landscape.gradient(stacked, noise, gen)
         if clip is not None:
             grads = grads * torch.clamp(clip / (grads.norm(dim=1, keepdim=True) + 1e-300), max=1.0)
-        factor = schedule(t) / schedule(0) if schedule is not None else 1.0
+        factor = schedule(t) if schedule is not None else 1.0  # a rate multiplier (see race: shape / peak)
         if batched:
             grads[torch.from_numpy(~alive)] = 0.0
             with torch.no_grad():
@@ -165,7 +168,12 @@ def race(landscape: str | Landscape, optimizers: Any = DEFAULT_OPTIMIZERS, *, st
          options: dict[str, dict[str, Any]] | None = None, schedules: dict[str, Callable[[int], float]] | None = None,
          noise: float = 0.0, seed: int = 0, tol: float = 1e-6, tune: bool = False,
          grid: tuple[float, ...] = DEFAULT_GRID, clip: float | None = None, escape: float = 10.0) -> RaceResult:
-    """Race registry ``optimizers`` on ``landscape``; with ``tune=True`` also each at its best grid rate."""
+    """Race registry ``optimizers`` on ``landscape``; with ``tune=True`` also each at its best grid rate.
+
+    ``schedules[name]`` is a callable ``t -> lr`` giving that optimizer's rate at each step (instead of
+    ``lr[name]``); the run is labelled with its peak rate, and tuning scales the schedule so that its peak
+    is the grid value.
+    """
     ls = get_landscape(landscape) if isinstance(landscape, str) else landscape
     names = list(optimizers)
     if not names:
@@ -191,12 +199,31 @@ def race(landscape: str | Landscape, optimizers: Any = DEFAULT_OPTIMIZERS, *, st
         raise ValueError(f"start must be two finite numbers, got {start!r}")
     result = RaceResult(ls, start, steps, tol, noise, seed)
     for name in names:
-        rate = float(lr.get(name, get_spec(name).lr))
         opts = options.get(name, {})
+        shape = None
+        if name in schedules:
+            # a schedule gives the rates themselves; the run is labelled with its peak rate, and a tuned run
+            # scales the schedule's shape so that its peak is the grid value
+            if name in lr:
+                raise ValueError(f"{name!r} has both a learning rate and a schedule; give one of them")
+            schedule = schedules[name]
+            if not callable(schedule):
+                raise ValueError(f"schedules[{name!r}] must be a callable t -> lr, got {schedule!r}")
+            rates_t = [float(schedule(t)) for t in range(steps + 1)]
+            peak = max(rates_t)
+            if not all(math.isfinite(v) and v >= 0 for v in rates_t) or peak <= 0:
+                raise ValueError(f"schedules[{name!r}] must give finite rates >= 0, not all 0, for t = 0..{steps}")
+            rate = peak
+            shape = lambda t, _r=rates_t, _p=peak: _r[t] / _p  # noqa: E731
+        else:
+            rate = float(lr.get(name, get_spec(name).lr))
         rates = [rate] + (list(grid) if tune else [])  # the default run rides in the same batch as the grid
-        runs = _run_batch(ls, name, opts, rates, start, steps, noise, seed, schedules.get(name), clip, escape)
+        runs = _run_batch(ls, name, opts, rates, start, steps, noise, seed, shape, clip, escape)
         result.racers.append(_racer(ls, name, rate, opts, runs[0], tol, tuned=False))
+        result.racers[-1].scheduled = shape is not None
         if tune:
             candidates = [_racer(ls, name, g, opts, r, tol, tuned=True) for g, r in zip(grid, runs[1:])]
+            for c in candidates:
+                c.scheduled = shape is not None
             result.tuned.append(min(candidates, key=lambda r: score(r, ls)))
     return result
