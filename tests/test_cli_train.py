@@ -61,6 +61,11 @@ def test_optimizer_options_reach_the_optimizer(tmp_path):
     (["train", "iris", "--opt", "momentum"], "KEY=VALUE"),
     (["train", "iris", "--opt", "momentum=2"], "momentum must be in"),
     (["train", "iris", "--schedule", "exp:gamma=0.9"], "unknown schedule"),
+    (["train", "iris", "--nproc", "0"], "--nproc must be an integer >= 1"),
+    (["train", "iris", "--nproc", "two"], "--nproc must be an integer >= 1"),
+    (["train", "iris", "--nproc", "2", "--batch-size", "1"], "--batch-size 1 is smaller than --nproc 2"),
+    (["train", "iris", "--nproc", "2", "--timeout", "0"], "--timeout must be a positive number of seconds"),
+    (["train", "iris", "--nproc", "2", "--opt", "momentum=2"], "momentum must be in"),  # before any process starts
 ])
 def test_bad_inputs_are_named(tmp_path, capsys, args, fragment):
     assert main(args + ["--out", str(tmp_path / "x"), "--quiet", "--epochs", "1"]) == 2

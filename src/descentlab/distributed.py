@@ -3,9 +3,11 @@
 Nothing here changes an optimizer: descentlab's classes are ordinary ``torch.optim.Optimizer`` subclasses,
 so ``DistributedDataParallel`` (all-reduced gradients), ``ZeroRedundancyOptimizer(optimizer_class=…)``
 (sharded state) and FSDP2's ``fully_shard`` (DTensor parameters) drive them unchanged. This module holds the
-launcher used by the tests and a small data-parallel training check.
+launchers (:func:`run_ranks` for jobs that must stop cleanly when a rank dies, :func:`launch` for tests), the
+process-group set-up and a small data-parallel training check.
 
-Data-parallel training from the command line uses torchrun, e.g.::
+Data-parallel training of a dataset from the command line: ``descentlab train … --nproc N``
+(:func:`descentlab.fit` with ``distributed=True`` on every rank). The optimizer check runs under torchrun::
 
     torchrun --nproc-per-node 2 -m descentlab.distributed --optimizer adam --mode ddp --out /tmp/ddp
 """
@@ -14,8 +16,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime
+import math
+import multiprocessing
+import multiprocessing.connection
 import os
+import shutil
+import signal
 import socket
+import sys
+import tempfile
+import time
+import traceback
 from pathlib import Path
 from typing import Any, Callable
 
@@ -23,6 +35,7 @@ import torch
 import torch.distributed as dist
 
 MODES = ("ddp", "zero", "fsdp")
+DEFAULT_TIMEOUT = 300.0  # seconds a rank waits for the others in one collective before it gives up
 
 
 def free_port() -> int:
@@ -39,16 +52,167 @@ def launch(fn: Callable[..., Any], nproc: int, *args: Any) -> None:
     mp.spawn(fn, args=(nproc, free_port(), *args), nprocs=nproc, join=True)
 
 
+def check_timeout(timeout: Any, what: str = "timeout") -> float:
+    """A collective timeout in seconds: a finite number > 0."""
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not math.isfinite(timeout) or timeout <= 0:
+        raise ValueError(f"{what} must be a positive number of seconds, got {timeout!r}")
+    return float(timeout)
+
+
 @contextlib.contextmanager
-def process_group(rank: int, world_size: int, port: int):
-    """Join a gloo process group on 127.0.0.1:``port`` for the block (one CPU thread per rank)."""
+def process_group(rank: int, world_size: int, port: int, timeout: float | None = None):
+    """Join a gloo process group on 127.0.0.1:``port`` for the block (one CPU thread per rank).
+
+    ``timeout``: seconds a collective waits for the other ranks before it raises (torch's default, 30 min,
+    when None) — what bounds a job whose rank hangs instead of dying."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    limit = None if timeout is None else datetime.timedelta(seconds=check_timeout(timeout))
+    dist.init_process_group("gloo", rank=rank, world_size=world_size, timeout=limit)
     try:
         torch.set_num_threads(1)
         yield
     finally:
         dist.destroy_process_group()
+
+
+class RankFailure(RuntimeError):
+    """A rank of a :func:`run_ranks` job died or raised; the other ranks were stopped.
+
+    ``rank`` is the rank that failed first, ``pid`` its process, ``died`` whether it was killed or exited
+    without raising (``exitcode`` < 0 is minus the signal number), ``error`` the exception's last traceback
+    line when it raised, ``traceback`` the whole traceback."""
+
+    def __init__(self, message: str, *, rank: int, world_size: int, pid: int | None, exitcode: int | None,
+                 died: bool, error: str | None = None, traceback: str | None = None) -> None:
+        super().__init__(message)
+        self.rank, self.world_size, self.pid, self.exitcode = rank, world_size, pid, exitcode
+        self.died, self.error, self.traceback = died, error, traceback
+
+
+def _die_with_parent(parent: int) -> None:
+    """Ask Linux to SIGKILL this process when its parent dies (no orphaned ranks); elsewhere a no-op."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the request was made
+        os._exit(1)
+
+
+def _rank_entry(rank: int, world_size: int, port: int, timeout: float | None, parent: int, errors: str,
+                fn: Callable[..., Any], args: tuple) -> None:
+    _die_with_parent(parent)
+    try:
+        with process_group(rank, world_size, port, timeout=timeout):
+            fn(rank, world_size, *args)
+    except Exception:  # noqa: BLE001 - reported to the launcher, which names the rank
+        path = Path(errors) / f"rank-{rank}.txt"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(traceback.format_exc(), encoding="utf-8")
+        os.replace(tmp, path)
+        sys.exit(1)
+
+
+def run_ranks(fn: Callable[..., Any], nproc: int, *args: Any, timeout: float | None = DEFAULT_TIMEOUT,
+              on_start: Callable[[list[int]], None] | None = None, grace: float = 3.0) -> None:
+    """Run ``fn(rank, world_size, *args)`` in ``nproc`` spawned processes joined in one gloo process group
+    (127.0.0.1, a free port, collective ``timeout`` in seconds); return when every rank has finished.
+
+    If a rank dies (a signal, a non-zero exit) or raises, the others get ``grace`` seconds to stop on their
+    own (a collective with a dead peer fails), are then terminated (SIGTERM, then SIGKILL), and
+    :class:`RankFailure` names the rank that failed first — a rank that died is preferred over one that
+    raised at the same moment, whose error is usually the dead peer's consequence. The ranks ask Linux to kill
+    them when the launcher dies, and an interrupted launcher stops them, so none is left behind.
+    ``on_start`` receives the ranks' pids once they are started. ``fn`` must be importable (module level).
+    """
+    if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
+        raise ValueError(f"nproc must be an integer >= 1, got {nproc!r}")
+    if timeout is not None:
+        timeout = check_timeout(timeout)
+    ctx = multiprocessing.get_context("spawn")
+    errors = Path(tempfile.mkdtemp(prefix="descentlab-ranks-"))
+    port = free_port()
+    procs = [ctx.Process(target=_rank_entry, args=(r, nproc, port, timeout, os.getpid(), str(errors), fn, args),
+                         name=f"descentlab-rank-{r}") for r in range(nproc)]
+    try:
+        for proc in procs:
+            proc.start()
+        if on_start is not None:
+            on_start([int(p.pid) for p in procs])
+        failed = _wait_for_failure(procs)
+        if failed:
+            reports = {r: _read_report(errors, r) for r in failed}
+            raise _failure(procs, failed, reports, _stop(procs, grace))
+    finally:
+        for proc in procs:  # an interrupted launcher (Ctrl-C, an error above) leaves no rank behind
+            if proc.pid is not None and proc.is_alive():
+                proc.kill()
+            if proc.pid is not None:
+                proc.join()
+        shutil.rmtree(errors, ignore_errors=True)
+
+
+def _wait_for_failure(procs: list) -> list[int]:
+    """Wait until every rank exits (``[]``) or some exit non-zero (their ranks, seen at the same moment)."""
+    pending = {p.sentinel: r for r, p in enumerate(procs)}
+    while pending:
+        ready = multiprocessing.connection.wait(list(pending))
+        failed = []
+        for sentinel in ready:
+            rank = pending.pop(sentinel)
+            procs[rank].join()
+            if procs[rank].exitcode != 0:
+                failed.append(rank)
+        if failed:
+            return sorted(failed)
+    return []
+
+
+def _read_report(errors: Path, rank: int) -> str | None:
+    path = errors / f"rank-{rank}.txt"
+    return path.read_text(encoding="utf-8") if path.exists() else None
+
+
+def _stop(procs: list, grace: float) -> list[int]:
+    """Give the other ranks ``grace`` seconds to exit, then SIGTERM them, then (5 s later) SIGKILL them;
+    return the ranks that had to be stopped this way."""
+    stopped: list[int] = []
+    for wait, stop in ((grace, "terminate"), (5.0, "kill")):
+        end = time.monotonic() + wait
+        for proc in procs:
+            proc.join(max(0.0, end - time.monotonic()))
+        for rank, proc in enumerate(procs):
+            if proc.is_alive():
+                getattr(proc, stop)()
+                stopped += [rank] if rank not in stopped else []
+    for proc in procs:
+        proc.join()
+    return stopped
+
+
+def _failure(procs: list, failed: list[int], reports: dict[int, str | None], stopped: list[int]) -> RankFailure:
+    died = [r for r in failed if reports[r] is None]
+    rank = died[0] if died else failed[0]
+    proc, n = procs[rank], len(procs)
+    code = proc.exitcode
+    others = "the other ranks were stopped" + (
+        f" (terminated, as still running: rank {', '.join(map(str, stopped))})" if stopped else "")
+    if reports[rank] is None:
+        if code is not None and code < 0:
+            try:
+                how = f"killed by signal {signal.Signals(-code).name}"
+            except ValueError:
+                how = f"killed by signal {-code}"
+        else:
+            how = f"exited with code {code} without raising"
+        return RankFailure(f"rank {rank} of {n} (pid {proc.pid}) died: {how}; {others}",
+                           rank=rank, world_size=n, pid=proc.pid, exitcode=code, died=True)
+    text = reports[rank]
+    last = text.strip().splitlines()[-1] if text.strip() else "an error"
+    return RankFailure(f"rank {rank} of {n} (pid {proc.pid}) failed: {last}; {others}",
+                       rank=rank, world_size=n, pid=proc.pid, exitcode=code, died=False, error=last, traceback=text)
 
 
 def toy_problem(seed: int = 0, n: int = 32) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:

@@ -6,6 +6,11 @@ Exactness of resume rests on three facts: the data order of an epoch is a pure f
 and a checkpoint holds everything else that changes — model, optimizer state, RNG states, the position
 (epoch, batch, step) and the history. A run killed anywhere and resumed from its last checkpoint
 therefore replays exactly the steps an uninterrupted run takes, and ends with bit-identical weights.
+
+Data-parallel (``distributed=True``, inside a torch.distributed process group): every rank draws the same
+seeded epoch order, takes its contiguous share of each global batch, and trains the model wrapped in
+``DistributedDataParallel``; each rank's mean loss is weighted by its share, so the all-reduced gradient is
+the gradient of the mean loss over the global batch — what one process computes, up to float rounding.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from descentlab.data.batches import MiniBatches, check_batch_size
 from descentlab.schedules import check_unit
@@ -66,12 +72,60 @@ def evaluate(model: torch.nn.Module, data: tuple[torch.Tensor, torch.Tensor], lo
     return result
 
 
+def _group(distributed: bool) -> tuple[int, int]:
+    """``(rank, world_size)`` of the default process group, ``(0, 1)`` when not ``distributed``."""
+    if not distributed:
+        return 0, 1
+    if not (dist.is_available() and dist.is_initialized()):
+        raise ValueError("distributed=True needs an initialised torch.distributed process group "
+                         "(e.g. descentlab.distributed.process_group); got none")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _share_loss(net: torch.nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torch.Tensor, rank: int,
+                world: int) -> tuple[torch.Tensor, float]:
+    """This rank's weighted loss on its contiguous share of the global batch, and the global mean loss.
+
+    With ``n_r`` of the batch's ``B`` samples, the local mean loss is scaled by ``world · n_r / B``: DDP
+    averages gradients over ranks, so the result is ``Σ_r (n_r / B) ∇L_r`` = the gradient of the mean over
+    ``B`` (the scale is exactly 1 when the shares are equal). A rank with an empty share contributes zero.
+    """
+    lo, hi = rank * len(x) // world, (rank + 1) * len(x) // world
+    out = net(x[lo:hi])
+    if hi > lo:
+        value = loss_fn(out, y[lo:hi]) * (world * (hi - lo) / len(x))
+    else:  # all parameters still take part in DDP's all-reduce, with zero gradients
+        value = out.sum() * 0.0
+    total = value.detach().clone()
+    dist.all_reduce(total)
+    return value, float(total) / world
+
+
+def _any_rank(flag: bool, distributed: bool) -> bool:
+    """``flag`` on one process; whether it holds on any rank when ``distributed`` (so all ranks agree)."""
+    if not distributed:
+        return flag
+    value = torch.tensor(float(flag))
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value)
+
+
+def _check_same_start(step: int, checkpoint_dir: str | Path) -> None:
+    """Every rank must resume from the same checkpoint (they must see the same ``checkpoint_dir``)."""
+    steps: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(steps, step)
+    if len(set(steps)) > 1:
+        raise ValueError(f"ranks resumed from different checkpoints in {checkpoint_dir} (steps by rank: {steps}); "
+                         "every rank must see the same checkpoint folder")
+
+
 def fit(model: torch.nn.Module, data: Any, optimizer: torch.optim.Optimizer, *, loss: str | LossFn, epochs: int,
         batch_size: int | str = "full", schedule: Callable[[int], float] | None = None, schedule_unit: str = "epoch",
         val: tuple[torch.Tensor, torch.Tensor] | None = None, accuracy: bool = False, seed: int = 0,
         checkpoint_dir: str | Path | None = None, checkpoint_every: int | None = None, keep_last: int = 3,
         resume: bool = True, on_nonfinite: str = "stop", progress: bool = True,
-        step_callback: Callable[[int], None] | None = None, max_seconds: float | None = None) -> History:
+        step_callback: Callable[[int], None] | None = None, max_seconds: float | None = None,
+        distributed: bool = False) -> History:
     """Train ``model`` on ``data`` with ``optimizer``; return the :class:`History`.
 
     Args:
@@ -93,6 +147,15 @@ def fit(model: torch.nn.Module, data: Any, optimizer: torch.optim.Optimizer, *, 
         step_callback: called with the global step after every optimizer step (tests use it).
         max_seconds: a wall-time budget: training stops after the step that exhausts it, the interrupted
             epoch is evaluated and recorded with ``"partial": True`` (and no checkpoint is written for it).
+        distributed: data-parallel training on the initialised default process group
+            (:func:`descentlab.distributed.process_group`). Call ``fit`` on every rank with the same
+            arguments and identically initialised ``model``/``optimizer``: each rank takes its contiguous share
+            of every global batch (``batch_size`` is the global batch; shares may differ by one sample, and a
+            rank may get none of a small last batch), the model is wrapped in ``DistributedDataParallel``,
+            and each rank's loss is weighted by its share so that the gradient is that of the mean loss over
+            the global batch (a callable ``loss`` must be a mean over samples). The loss recorded is the
+            global one; every rank returns the same History; only rank 0 writes checkpoints, and on resume
+            every rank loads the newest one (they must all see ``checkpoint_dir``).
     """
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
@@ -106,6 +169,9 @@ def fit(model: torch.nn.Module, data: Any, optimizer: torch.optim.Optimizer, *, 
     if schedule is not None and not callable(schedule):
         raise ValueError(f"schedule must be a callable t -> lr, got {schedule!r}")
     loss_fn = get_loss(loss)
+    if not isinstance(distributed, bool):
+        raise ValueError(f"distributed must be True or False, got {distributed!r}")
+    rank, world = _group(distributed)
     if isinstance(data, (tuple, list)) and len(data) != 2:
         raise ValueError("data must be (x, y) tensors or a Dataset yielding (x, y)")
     size = check_batch_size(batch_size)
@@ -114,6 +180,10 @@ def fit(model: torch.nn.Module, data: Any, optimizer: torch.optim.Optimizer, *, 
 
         x0, y0 = data if isinstance(data, (tuple, list)) else MiniBatches(data, "full").batches(0).__next__()
         size = suggest_batch_size(model, x0[:64], y0[:64], loss_fn, n_samples=len(x0)).batch_size
+        if distributed:  # timings differ between ranks: all follow rank 0's choice
+            choice = [size]
+            dist.broadcast_object_list(choice, src=0)
+            size = choice[0]
     batches = MiniBatches(data, size, seed=seed)
     base_lrs = [float(g["lr"]) for g in optimizer.param_groups]
     if schedule is not None and len(base_lrs) > 1 and base_lrs[0] == 0:
@@ -136,11 +206,13 @@ def fit(model: torch.nn.Module, data: Any, optimizer: torch.optim.Optimizer, *, 
             torch.set_rng_state(ck["rng"]["torch"])
             np.random.set_state(ck["rng"]["numpy"])
             random.setstate(ck["rng"]["python"])
+        if distributed:
+            _check_same_start(step, checkpoint_dir)
     elif checkpoint_dir is not None and list_checkpoints(checkpoint_dir):
         raise FileExistsError(f"{checkpoint_dir} already holds checkpoints; pass resume=True or another folder")
 
     def checkpoint(epoch: int, batch: int) -> None:
-        if checkpoint_dir is None:
+        if checkpoint_dir is None or rank != 0:
             return
         payload = {"config": config, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                    "history": history.state_dict(), "epoch": epoch, "batch": batch, "step": step,
@@ -149,8 +221,10 @@ def fit(model: torch.nn.Module, data: Any, optimizer: torch.optim.Optimizer, *, 
                                                  "python": random.getstate()}}
         save_checkpoint(checkpoint_dir, step, payload, keep_last)
 
+    net = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
     t0 = time.perf_counter()
-    bar = Progress(total=epochs * len(batches), initial=start_epoch * len(batches) + start_batch, enabled=progress)
+    bar = Progress(total=epochs * len(batches), initial=start_epoch * len(batches) + start_batch,
+                   enabled=progress and rank == 0)
     model.train()
     out_of_time = False
     try:
@@ -162,8 +236,11 @@ def fit(model: torch.nn.Module, data: Any, optimizer: torch.optim.Optimizer, *, 
                     _set_rates(optimizer, schedule, step, base_lrs)
                 lr = float(optimizer.param_groups[0]["lr"])
                 optimizer.zero_grad(set_to_none=True)
-                value = loss_fn(model(x), y)
-                current = value.item() if not value.requires_grad else value.detach().item()
+                if distributed:
+                    value, current = _share_loss(net, loss_fn, x, y, rank, world)
+                else:
+                    value = loss_fn(model(x), y)
+                    current = value.item() if not value.requires_grad else value.detach().item()
                 if not math.isfinite(current):
                     if on_nonfinite == "stop":
                         raise TrainingDiverged(f"non-finite loss ({current}) at epoch {epoch}, step {step + 1}, "
@@ -181,7 +258,7 @@ def fit(model: torch.nn.Module, data: Any, optimizer: torch.optim.Optimizer, *, 
                     step_callback(step)
                 if checkpoint_every and step % checkpoint_every == 0 and b + 1 < len(batches):
                     checkpoint(epoch, b + 1)
-                if max_seconds is not None and now >= max_seconds:
+                if max_seconds is not None and _any_rank(now >= max_seconds, distributed):
                     out_of_time = b + 1 < len(batches)
                     break
             start_batch = 0
@@ -197,7 +274,7 @@ def fit(model: torch.nn.Module, data: Any, optimizer: torch.optim.Optimizer, *, 
             if out_of_time:
                 break
             checkpoint(epoch + 1, 0)
-            if max_seconds is not None and elapsed + time.perf_counter() - t0 >= max_seconds:
+            if max_seconds is not None and _any_rank(elapsed + time.perf_counter() - t0 >= max_seconds, distributed):
                 break
     finally:
         bar.close()
