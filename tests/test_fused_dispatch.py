@@ -1,4 +1,4 @@
-"""Which tensors take the fused path (descentlab/fused/dispatch.py) — no compilation happens here."""
+"""Which tensors take the torch.compile kernels (descentlab/fused/dispatch.py) — no compilation happens here."""
 
 import pytest
 import torch
@@ -11,6 +11,8 @@ from descentlab.fused import AUTO_MIN_NUMEL, AUTO_MIN_STEPS, eligible
 def _fuse_small_tensors(monkeypatch):
     """Tests use small tensors; let the fused path take them (the size threshold is tested separately)."""
     monkeypatch.setattr("descentlab.fused.dispatch.FUSED_MIN_NUMEL", 1)
+    # These are the torch.compile kernels (the path for non-CPU devices); keep CPU tensors off the C kernels.
+    monkeypatch.setattr("descentlab.fused.cpu_step.ENABLED", False)
 
 
 def _stepped(cls, param, **opts):

@@ -1,4 +1,4 @@
-"""The fused path (compiled kernels) against the reference rule, step by step.
+"""The torch.compile kernels (the fused path on non-CPU devices), run on CPU against the reference rule, step by step.
 
 Tolerances follow torch's fused-vs-for-loop tests: the fused kernel may round differently (one
 expression per element instead of a chain of in-place ops), never more than a few ulps per step.
@@ -39,6 +39,8 @@ TOL = {torch.float32: dict(rtol=1e-5, atol=1e-6), torch.float64: dict(rtol=1e-12
 def _fuse_small_tensors(monkeypatch):
     """Tests use small tensors; let the fused path take them (the size threshold is tested separately)."""
     monkeypatch.setattr("descentlab.fused.dispatch.FUSED_MIN_NUMEL", 1)
+    # These are the torch.compile kernels (the path for non-CPU devices); keep CPU tensors off the C kernels.
+    monkeypatch.setattr("descentlab.fused.cpu_step.ENABLED", False)
 
 
 def _pair(cls, opts, dtype, shapes=((257,), (3, 40), (1,))):

@@ -48,6 +48,11 @@ def valid_case(draw, name):
             opts["momentum"] = 0.5
     if name == "adadelta":
         opts["lr"] = min(opts["lr"], 1.0)
+    if name == "rmsprop" and opts["centered"] and opts["alpha"] == 0:
+        # S − ḡ² = g² − g² is exactly 0: every step is g / ε (ε ≥ 1e-10), and with weight decay feeding w back
+        # into g the weights overflow in a few steps in exact arithmetic. Whether a run stays finite then
+        # depends only on how g² − g² rounds (torch's FMA leaves a residual of ~1e-8 g²), so it is no property.
+        opts["alpha"] = 0.5
     if opts.get("eps", 1) == 0 and opts.get("eps_placement") == "outside":
         opts["eps"] = 1e-8
     shape = draw(shapes)

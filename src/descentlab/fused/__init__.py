@@ -1,11 +1,19 @@
-"""The fused execution path: each optimizer step as one compiled pass over memory per tensor.
+"""The fused execution path: each optimizer step as one pass over memory.
 
-Selected by the optimizers' ``impl`` option (``"auto"`` | ``"reference"`` | ``"fused"``); see
-:mod:`descentlab.fused.dispatch` for the rules of choice and docs/speed.md for measurements.
-Kernels exist for ``RMSprop``, ``Adadelta``, ``NAdam`` and ``Adam`` / ``AdamW`` / AMSGrad (all
-their conventions); SGD, momentum, Nesterov and Adagrad take the reference path under any ``impl``.
+Selected by the optimizers' ``impl`` option (``"auto"`` | ``"reference"`` | ``"fused"``):
+
+* CPU (:mod:`descentlab.fused.cpu_step`): C kernels (``cpu_kernels.h``) for every rule and convention —
+  SGD, momentum (sum and ema forms), Nesterov, Adagrad, Adadelta, RMSprop (centered, momentum),
+  Adam / AdamW / AMSGrad, NAdam — each group's tensors stepped in one OpenMP call; built once per
+  machine (:mod:`descentlab.fused.cpu_build`). Used by ``"auto"`` and ``"fused"``.
+* Other devices (:mod:`descentlab.fused.dispatch`): ``torch.compile`` of the rule kernels in
+  :mod:`descentlab.fused.kernels`, for large tensors, ``"fused"`` only (and ``"auto"`` after many steps).
+
+The reference rules stay the oracle; docs/speed.md has the measurements.
 """
 
+from descentlab.fused.cpu_step import fused_cpu_step, plan_for
 from descentlab.fused.dispatch import AUTO_MIN_NUMEL, AUTO_MIN_STEPS, FUSED_MIN_NUMEL, eligible, try_fused_update
 
-__all__ = ["AUTO_MIN_NUMEL", "AUTO_MIN_STEPS", "FUSED_MIN_NUMEL", "eligible", "try_fused_update"]
+__all__ = ["AUTO_MIN_NUMEL", "AUTO_MIN_STEPS", "FUSED_MIN_NUMEL", "eligible", "fused_cpu_step", "plan_for",
+           "try_fused_update"]

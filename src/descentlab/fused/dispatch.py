@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from descentlab.fused import cpu_step
 from descentlab.fused.compiled import compiled, mark_failed
 
 #: Both ``"fused"`` and ``"auto"`` fuse only tensors at least this large: a call of the compiled kernel
@@ -68,6 +69,8 @@ def eligible(optimizer: Any, param: Tensor, grad: Tensor, state: dict[str, Any],
     impl = group["impl"]
     if impl == "reference" or group.get("differentiable") or group.get("capturable"):
         return None
+    if param.is_cpu and cpu_step.ENABLED:
+        return None  # CPU tensors belong to the C kernels (cpu_step); what they left, the reference rule takes
     if param.dtype not in FUSED_DTYPES or param.is_complex() or not param.is_contiguous() or not _plain(grad, param):
         return None
     if param.numel() < FUSED_MIN_NUMEL:

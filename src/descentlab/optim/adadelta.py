@@ -58,10 +58,12 @@ class Adadelta(RuleOptimizer):
         eps_placement: str = "inside",
         impl: str = "auto",
         nonfinite: str = "ignore",
+        state_dtype: torch.dtype | None = None,
     ) -> None:
         defaults = dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize,
                         capturable=capturable, foreach=foreach, differentiable=differentiable,
-                        eps_placement=eps_placement, impl=impl, nonfinite=nonfinite)
+                        eps_placement=eps_placement, impl=impl, nonfinite=nonfinite,
+                        state_dtype=state_dtype)
         super().__init__(params, defaults)
 
     def _validate(self, group: dict[str, Any]) -> None:

@@ -58,15 +58,17 @@ class Adagrad(RuleOptimizer):
         eps_placement: str = "outside",
         impl: str = "auto",
         nonfinite: str = "ignore",
+        state_dtype: torch.dtype | None = None,
     ) -> None:
         defaults = dict(lr=lr, lr_decay=lr_decay, eps=eps, weight_decay=weight_decay,
                         initial_accumulator_value=initial_accumulator_value, foreach=foreach,
                         maximize=maximize, differentiable=differentiable, fused=fused,
-                        eps_placement=eps_placement, impl=impl, nonfinite=nonfinite)
+                        eps_placement=eps_placement, impl=impl, nonfinite=nonfinite,
+                        state_dtype=state_dtype)
         super().__init__(params, defaults)
         for group in self.param_groups:
             for p in group["params"]:
-                self._init_state(p, group, self.state[p])
+                self._init_state(self._working_copy(p, group), group, self.state[p])
 
     def _validate(self, group: dict[str, Any]) -> None:
         check_range("lr", group["lr"])

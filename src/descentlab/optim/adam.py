@@ -66,12 +66,14 @@ class Adam(RuleOptimizer):
         bias_correction: bool = True,
         impl: str = "auto",
         nonfinite: str = "ignore",
+        state_dtype: torch.dtype | None = None,
     ) -> None:
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
                         maximize=maximize, foreach=foreach, capturable=capturable,
                         differentiable=differentiable, fused=fused,
                         decoupled_weight_decay=decoupled_weight_decay, eps_placement=eps_placement,
-                        bias_correction=bias_correction, impl=impl, nonfinite=nonfinite)
+                        bias_correction=bias_correction, impl=impl, nonfinite=nonfinite,
+                        state_dtype=state_dtype)
         super().__init__(params, defaults)
 
     def _validate(self, group: dict[str, Any]) -> None:
@@ -143,11 +145,13 @@ class AdamW(Adam):
         bias_correction: bool = True,
         impl: str = "auto",
         nonfinite: str = "ignore",
+        state_dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, foreach=foreach, maximize=maximize,
                          capturable=capturable, differentiable=differentiable, fused=fused,
                          decoupled_weight_decay=True, eps_placement=eps_placement,
-                         bias_correction=bias_correction, impl=impl, nonfinite=nonfinite)
+                         bias_correction=bias_correction, impl=impl, nonfinite=nonfinite,
+                        state_dtype=state_dtype)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)

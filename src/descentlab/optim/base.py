@@ -24,7 +24,11 @@ IMPLS: tuple[str, ...] = ("auto", "reference", "fused")
 #: default: the step is taken and NaN propagates), ``"skip"`` (no parameter or state of any group
 #: changes; ``skipped_steps`` counts them) or ``"raise"`` (``FloatingPointError`` naming the tensor).
 NONFINITE_POLICIES: tuple[str, ...] = ("ignore", "skip", "raise")
-COMMON_OPTIONS: tuple[str, ...] = ("impl", "nonfinite")
+COMMON_OPTIONS: tuple[str, ...] = ("impl", "nonfinite", "state_dtype")
+#: ``state_dtype``: ``None`` keeps the state in each parameter's dtype (torch's behaviour); ``torch.float32`` /
+#: ``torch.float64`` keeps it — and computes the step — in that dtype for parameters of lower precision
+#: (bf16 / fp16 parameters with fp32 state), rounding the result into the parameter.
+STATE_DTYPES: tuple[Any, ...] = (None, torch.float32, torch.float64)
 #: Version of descentlab's additions to a ``state_dict`` (the ``descentlab_format`` entry); a state_dict
 #: without the entry (say, from ``torch.optim``) is accepted, one from a newer format is refused.
 STATE_FORMAT = 1
@@ -60,12 +64,17 @@ class RuleOptimizer(Optimizer):
     #: Options added by descentlab on top of torch's; restored from ``defaults`` when a loaded
     #: ``state_dict`` (say, one saved by ``torch.optim``) lacks them.
     extra_options: tuple[str, ...] = ()
+    #: ``torch.amp.GradScaler`` hands the scale and the inf flag to ``step`` (as to torch's fused optimizers)
+    #: through the ``grad_scale`` / ``found_inf`` attributes: a step with ``found_inf`` is skipped whole, and
+    #: gradients are unscaled inside the step (in the fused kernels' single pass), leaving ``.grad`` unscaled
+    #: as ``GradScaler.unscale_`` would.
+    _step_supports_amp_scaling = True
     #: Complex parameters are stepped as pairs of reals (torch's Adam, RMSprop, Adagrad, … do the same);
     #: ``SGD`` steps them in complex arithmetic, as ``torch.optim.SGD`` does, so it sets this to False.
     complex_as_real: bool = True
 
     def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
-        defaults = {"impl": "auto", "nonfinite": "ignore", **defaults}
+        defaults = {"impl": "auto", "nonfinite": "ignore", "state_dtype": None, **defaults}
         self._validate_group(dict(defaults))
         #: Steps skipped because a gradient was not finite (``nonfinite="skip"``).
         self.skipped_steps = 0
@@ -86,8 +95,12 @@ class RuleOptimizer(Optimizer):
                 raise ValueError(f"param group {index}: {err}") from None
             raise
 
+    def __getstate__(self) -> dict[str, Any]:
+        return {**super().__getstate__(), "skipped_steps": self.skipped_steps}  # torch keeps 3 entries only
+
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
+        self.__dict__.setdefault("skipped_steps", 0)
         for group in self.param_groups:
             for key in self.extra_options:
                 group.setdefault(key, self.defaults[key])
@@ -126,6 +139,23 @@ class RuleOptimizer(Optimizer):
                 if entry:
                     self._check_loaded_state(type(self).__name__, param, merged, entry, saved_id)
         super().load_state_dict({k: v for k, v in state_dict.items() if k != "descentlab_format"})
+        self._restore_wide_state(state_dict)
+
+    def _restore_wide_state(self, state_dict: dict[str, Any]) -> None:
+        """torch's ``load_state_dict`` casts floating state to each parameter's dtype; a parameter with a wider
+        ``state_dtype`` gets its saved state back at full precision instead (0-d entries such as NAdam's
+        ``mu_product`` in the dtype they were saved in; ``step`` torch leaves alone)."""
+        for saved, group in zip(state_dict["param_groups"], self.param_groups):
+            for saved_id, param in zip(saved["params"], group["params"]):
+                wide = self._wide_dtype(param, group)
+                entry = state_dict["state"].get(saved_id)
+                if wide is None or not entry:
+                    continue
+                for key, value in entry.items():
+                    if isinstance(value, Tensor) and value.is_floating_point() and value.dim() > 0:
+                        self.state[param][key] = value.to(dtype=wide, device=param.device, copy=True)
+                    elif isinstance(value, Tensor) and value.is_floating_point() and key != "step":
+                        self.state[param][key] = value.to(device=param.device, copy=True)
 
     def _check_loaded_state(self, name: str, param: Tensor, group: dict[str, Any], entry: dict[str, Any],
                             saved_id: Any) -> None:
@@ -143,7 +173,23 @@ class RuleOptimizer(Optimizer):
     def _validate_group(self, group: dict[str, Any]) -> None:
         check_choice("impl", group["impl"], IMPLS)
         check_choice("nonfinite", group["nonfinite"], NONFINITE_POLICIES)
+        if group.get("state_dtype") not in STATE_DTYPES:
+            raise ValueError(f"state_dtype must be one of None, torch.float32, torch.float64, got "
+                             f"{group.get('state_dtype')!r}")
         self._validate(group)
+
+    @staticmethod
+    def _wide_dtype(param: Tensor, group: dict[str, Any]) -> torch.dtype | None:
+        """The dtype the state is kept and the step computed in when it is wider than ``param``'s, else None."""
+        wanted = group.get("state_dtype")
+        if wanted is None or not param.is_floating_point() or param.dtype.itemsize >= wanted.itemsize:
+            return None
+        return wanted
+
+    def _working_copy(self, param: Tensor, group: dict[str, Any]) -> Tensor:
+        """``param`` itself, or a copy in the wider ``state_dtype`` that the step updates (then rounded back)."""
+        wide = self._wide_dtype(param, group)
+        return param if wide is None else param.detach().to(wide)
 
     def _validate(self, group: dict[str, Any]) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -162,12 +208,24 @@ class RuleOptimizer(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        found_inf = getattr(self, "found_inf", None)
+        if found_inf is not None and bool(found_inf):
+            return loss  # GradScaler found inf/NaN: no parameter or state changes, the scale is lowered
+        inv_scale = self._grad_inv_scale()
         if not self._gradients_pass_policy():
             self.skipped_steps += 1
             return loss
         for group in self.param_groups:
-            self._step_group(group)
+            self._step_group(group, inv_scale)
         return loss
+
+    def _grad_inv_scale(self) -> float:
+        """``1/grad_scale`` rounded to float32 as ``GradScaler`` computes it, or 0.0 without a scaler."""
+        scale = getattr(self, "grad_scale", None)
+        if scale is None:
+            return 0.0
+        inv = torch.as_tensor(scale).double().reciprocal().float()
+        return float(inv)
 
     def _gradients_pass_policy(self) -> bool:
         """Apply each group's ``nonfinite`` policy; False means: skip this whole step."""
@@ -203,8 +261,13 @@ class RuleOptimizer(Optimizer):
                     self._warned_moved = True
                 state[key] = value.to(dtype=param.dtype, device=param.device)
 
-    def _step_group(self, group: dict[str, Any]) -> None:
-        for param in group["params"]:
+    def _step_group(self, group: dict[str, Any], grad_inv_scale: float = 0.0) -> None:
+        params = group["params"]
+        if group["impl"] != "reference":
+            from descentlab.fused import fused_cpu_step  # one C kernel call for the group's CPU tensors
+
+            params = fused_cpu_step(self, group, grad_inv_scale)
+        for param in params:
             grad = param.grad
             if grad is None:
                 continue
@@ -213,18 +276,25 @@ class RuleOptimizer(Optimizer):
                     f"{type(self).__name__} does not support sparse gradients; "
                     "use torch.optim.SparseAdam or torch.optim.Adagrad for sparse embeddings"
                 )
+            if grad_inv_scale:
+                grad.mul_(torch.tensor(grad_inv_scale, dtype=torch.float32, device=grad.device))  # as unscale_
             state = self.state[param]
             first_step = len(state) == 0
+            work = self._working_copy(param, group)
+            if work is not param:
+                grad = grad.to(work.dtype)
             if first_step:
-                self._init_state(param, group, state)
+                self._init_state(work, group, state)
             else:
-                self._follow_param(param, state)
-            if group["impl"] != "reference" and not first_step:
-                from descentlab.fused import try_fused_update  # fused path: descentlab/fused/dispatch.py
+                self._follow_param(work, state)
+            if group["impl"] != "reference" and not first_step and work is param:
+                from descentlab.fused import try_fused_update  # compiled kernels off the CPU (fused/dispatch.py)
                 if try_fused_update(self, param, grad, state, group):
                     continue
-            if param.is_complex() and self.complex_as_real:
+            if work.is_complex() and self.complex_as_real:
                 real_state = {k: _real_view(v) for k, v in state.items()}
-                self._update(torch.view_as_real(param), torch.view_as_real(grad), real_state, group, first_step)
+                self._update(torch.view_as_real(work), torch.view_as_real(grad), real_state, group, first_step)
             else:
-                self._update(param, grad, state, group, first_step)
+                self._update(work, grad, state, group, first_step)
+            if work is not param:
+                param.copy_(work)  # round the wide result into the parameter's dtype

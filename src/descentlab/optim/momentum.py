@@ -54,9 +54,11 @@ class Momentum(RuleOptimizer):
         maximize: bool = False,
         impl: str = "auto",
         nonfinite: str = "ignore",
+        state_dtype: torch.dtype | None = None,
     ) -> None:
         defaults = dict(lr=lr, beta=beta, form=form, bias_correction=bias_correction,
-                        weight_decay=weight_decay, maximize=maximize, impl=impl, nonfinite=nonfinite)
+                        weight_decay=weight_decay, maximize=maximize, impl=impl, nonfinite=nonfinite,
+                        state_dtype=state_dtype)
         super().__init__(params, defaults)
 
     def _validate(self, group: dict[str, Any]) -> None:
@@ -111,9 +113,10 @@ class Nesterov(RuleOptimizer):
     """
 
     def __init__(self, params: Any, lr: float | Tensor, beta: float = 0.9, *, weight_decay: float = 0.0,
-                 maximize: bool = False, impl: str = "auto", nonfinite: str = "ignore") -> None:
+                 maximize: bool = False, impl: str = "auto", nonfinite: str = "ignore",
+                 state_dtype: torch.dtype | None = None) -> None:
         defaults = dict(lr=lr, beta=beta, weight_decay=weight_decay, maximize=maximize, impl=impl,
-                        nonfinite=nonfinite)
+                        nonfinite=nonfinite, state_dtype=state_dtype)
         super().__init__(params, defaults)
 
     def _validate(self, group: dict[str, Any]) -> None:

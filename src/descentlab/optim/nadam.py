@@ -58,10 +58,12 @@ class NAdam(RuleOptimizer):
         eps_placement: str = "outside",
         impl: str = "auto",
         nonfinite: str = "ignore",
+        state_dtype: torch.dtype | None = None,
     ) -> None:
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, momentum_decay=momentum_decay,
                         decoupled_weight_decay=decoupled_weight_decay, maximize=maximize, foreach=foreach,
-                        capturable=capturable, differentiable=differentiable, eps_placement=eps_placement, impl=impl, nonfinite=nonfinite)
+                        capturable=capturable, differentiable=differentiable, eps_placement=eps_placement, impl=impl, nonfinite=nonfinite,
+                        state_dtype=state_dtype)
         super().__init__(params, defaults)
 
     def _validate(self, group: dict[str, Any]) -> None:

@@ -63,10 +63,12 @@ class RMSprop(RuleOptimizer):
         eps_placement: str = "outside",
         impl: str = "auto",
         nonfinite: str = "ignore",
+        state_dtype: torch.dtype | None = None,
     ) -> None:
         defaults = dict(lr=lr, momentum=momentum, alpha=alpha, eps=eps, centered=centered,
                         weight_decay=weight_decay, capturable=capturable, foreach=foreach,
-                        maximize=maximize, differentiable=differentiable, eps_placement=eps_placement, impl=impl, nonfinite=nonfinite)
+                        maximize=maximize, differentiable=differentiable, eps_placement=eps_placement, impl=impl, nonfinite=nonfinite,
+                        state_dtype=state_dtype)
         super().__init__(params, defaults)
 
     def _validate(self, group: dict[str, Any]) -> None:

@@ -73,10 +73,12 @@ class SGD(RuleOptimizer):
         momentum_form: str = "sum",
         impl: str = "auto",
         nonfinite: str = "ignore",
+        state_dtype: torch.dtype | None = None,
     ) -> None:
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                         nesterov=nesterov, maximize=maximize, foreach=foreach,
-                        differentiable=differentiable, fused=fused, momentum_form=momentum_form, impl=impl, nonfinite=nonfinite)
+                        differentiable=differentiable, fused=fused, momentum_form=momentum_form, impl=impl, nonfinite=nonfinite,
+                        state_dtype=state_dtype)
         super().__init__(params, defaults)
 
     def _validate(self, group: dict[str, Any]) -> None:

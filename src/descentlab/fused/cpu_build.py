@@ -1,0 +1,163 @@
+"""Build and load the CPU kernel library (``cpu_kernels.c``) once per machine.
+
+The C source ships with the package. At first use it is compiled with the system C compiler
+(``$CC`` or ``cc``; ``-O3 -march=native -fopenmp``, no fast-math: every operation stays IEEE, and
+``-ffp-contract=off`` keeps vector body and scalar tail bit-identical, so results never depend on the
+thread count) into a cache folder keyed by the source, the flags, the compiler and the CPU. A build
+takes ≈ 4 s; later processes load the cached file in milliseconds. Where no compiler is found or the
+build fails, :func:`library` returns ``None`` after one warning and descentlab steps with the
+reference rules.
+
+Cache folder: ``$DESCENTLAB_KERNEL_CACHE``, else ``$XDG_CACHE_HOME/descentlab/kernels``, else
+``~/.cache/descentlab/kernels``. The OpenMP runtime is the one torch already loaded (same soname),
+so the kernels and torch share one thread pool.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import stat
+import subprocess
+import tempfile
+import threading
+import warnings
+from pathlib import Path
+
+SOURCES = ("cpu_kernels.c", "cpu_kernels.h")
+FLAGS = ("-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-ffp-contract=off", "-fPIC", "-shared",
+         "-std=gnu11")
+KERNELS = ("sgd", "heavy_ball", "ema_momentum", "adagrad", "adadelta", "rmsprop", "adam", "nadam")
+ABI_VERSION = 3
+#: Kernel variants: (parameter dtype)(state dtype) — float32, float64, and bf16 / fp16 with float32 state.
+VARIANTS = ("f32", "f64", "bf16f32", "f16f32")
+
+_lock = threading.Lock()
+_loaded: ctypes.CDLL | None = None
+_failed: str | None = None
+
+
+def cache_dir() -> Path:
+    """Where built libraries are kept (see the module docstring)."""
+    if os.environ.get("DESCENTLAB_KERNEL_CACHE"):
+        return Path(os.environ["DESCENTLAB_KERNEL_CACHE"])
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "descentlab" / "kernels"
+
+
+def _compiler() -> str:
+    """``$CC`` if set (it must exist: a wrong ``$CC`` is reported, not silently replaced), else cc or gcc."""
+    if os.environ.get("CC"):
+        found = shutil.which(os.environ["CC"])
+        if found is None:
+            raise RuntimeError(f"$CC={os.environ['CC']!r} is not an executable compiler")
+        return found
+    found = shutil.which("cc") or shutil.which("gcc")
+    if found is None:
+        raise RuntimeError("no C compiler found (install gcc, or set $CC)")
+    return found
+
+
+def _cpu_signature() -> str:
+    """The CPU model and feature flags: ``-march=native`` code must not move to another CPU."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor()
+    lines = [line for line in text.splitlines() if line.startswith(("model name", "flags", "Features"))]
+    return "\n".join(sorted(set(lines)))
+
+
+def _library_path(compiler: str) -> Path:
+    here = Path(__file__).parent
+    digest = hashlib.sha256()
+    for name in SOURCES:
+        digest.update((here / name).read_bytes())
+    version = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=False).stdout
+    for part in (" ".join(FLAGS), version, platform.machine(), _cpu_signature()):
+        digest.update(part.encode())
+    return cache_dir() / f"libdescentlab_kernels_{digest.hexdigest()[:16]}.so"
+
+
+def _writable(folder: Path) -> bool:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(folder, os.W_OK)
+
+
+def _check_private(folder: Path) -> None:
+    """Refuse a folder that is not this user's own or that others can write into: a predictable name in a
+    shared temp dir could have been created by someone else, with a library of theirs in it."""
+    info = os.lstat(folder)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o022:
+        raise RuntimeError(f"{folder} is not a private folder of this user; the kernels are not loaded from it "
+                           "(set $DESCENTLAB_KERNEL_CACHE to a folder of yours)")
+
+
+def build(compiler: str | None = None) -> Path:
+    """Compile the kernels (if not cached) and return the library's path; raise on failure.
+    An unwritable cache folder (a read-only home) falls back to a per-user folder in the temp dir."""
+    compiler = compiler or _compiler()
+    target = _library_path(compiler)
+    if target.exists():
+        return target
+    if not _writable(target.parent):
+        target = Path(tempfile.gettempdir()) / f"descentlab-kernels-{os.getuid()}" / target.name
+        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _check_private(target.parent)
+        if target.exists():
+            return target
+    fd, tmp = tempfile.mkstemp(prefix=target.stem + ".", suffix=".tmp.so", dir=target.parent)
+    os.close(fd)
+    try:
+        result = subprocess.run([compiler, *FLAGS, "-o", tmp, str(Path(__file__).parent / "cpu_kernels.c")],
+                                capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise RuntimeError(f"{compiler} failed:\n{result.stderr.strip()[-2000:]}")
+        os.replace(tmp, target)  # atomic: a concurrent process sees the old state or the whole file
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+def _declare(lib: ctypes.CDLL) -> None:
+    address = ctypes.c_void_p  # arrays are passed as addresses of Python array.array buffers
+    for name in KERNELS:
+        for suffix in VARIANTS:
+            fn = getattr(lib, f"dl_{name}_{suffix}")
+            fn.restype = ctypes.c_int
+            fn.argtypes = [ctypes.c_int64, address, address, address, address, address, address, address, address,
+                           ctypes.c_int, ctypes.POINTER(ctypes.c_double), ctypes.c_double, ctypes.c_int]
+
+
+def library() -> ctypes.CDLL | None:
+    """The loaded kernel library, building it on first use; ``None`` (after one warning) if that fails."""
+    global _loaded, _failed
+    if _loaded is not None or _failed is not None:
+        return _loaded
+    with _lock:
+        if _loaded is None and _failed is None:
+            try:
+                import torch  # noqa: F401  (loads the OpenMP runtime the kernels link against)
+
+                lib = ctypes.CDLL(str(build()))
+                if lib.dl_abi_version() != ABI_VERSION:
+                    raise RuntimeError(f"kernel library ABI {lib.dl_abi_version()}, expected {ABI_VERSION}")
+                _declare(lib)
+                _loaded = lib
+            except Exception as err:  # no compiler, a failed build, an unloadable file
+                _failed = f"{type(err).__name__}: {err}"
+                warnings.warn(f"descentlab: CPU fused kernels unavailable ({_failed}); using the reference rules",
+                              stacklevel=2)
+    return _loaded
+
+
+def unavailable_reason() -> str | None:
+    """Why :func:`library` returned ``None`` (``None`` if it has not failed)."""
+    return _failed

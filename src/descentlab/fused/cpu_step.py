@@ -1,0 +1,313 @@
+"""The CPU fused step: every eligible tensor of a param group in one call of a C kernel.
+
+:func:`plan_for` maps an optimizer and a group to a kernel of ``cpu_kernels.h``, the state it reads
+and writes, and its hyperparameters; :func:`fused_cpu_step` gathers the group's eligible tensors
+(CPU, float32/float64, contiguous, dense gradient of the same dtype and shape, state already created
+with the same dtype and shape), calls the kernel once per (dtype, step dtype) and returns the
+tensors it did not step, which the caller steps with the reference rule. The kernel advances the
+``step`` counters itself, so the Python side does no per-tensor tensor operation.
+
+bf16 / fp16 parameters are fused when their state is float32 (``state_dtype=torch.float32``: mixed
+precision, float32 arithmetic, the parameter rounded to nearest even); with state in their own dtype
+they take the reference rule. Anything unusual falls back to the reference rule tensor by tensor:
+complex, sparse, non-contiguous, another device, a tensor's first step (state creation is the reference rule's), a
+subclass of a descentlab optimizer (it may override ``_update``), ``differentiable``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from array import array
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from descentlab.fused.cpu_build import library
+
+#: (parameter dtype, state dtype) → kernel variant; bf16 / fp16 parameters need ``state_dtype=torch.float32``.
+KERNEL_VARIANTS = {(torch.float32, torch.float32): "f32", (torch.float64, torch.float64): "f64",
+                   (torch.bfloat16, torch.float32): "bf16f32", (torch.float16, torch.float32): "f16f32"}
+PARAM_DTYPES = {param for param, _ in KERNEL_VARIANTS}
+_PLAIN = (Tensor, torch.nn.Parameter)
+STEP_DTYPES = {torch.float32: 0, torch.float64: 1}
+#: Set False to keep every tensor off the C kernels (tests of the Inductor kernels use this).
+ENABLED = True
+
+
+@dataclass(frozen=True)
+class CpuPlan:
+    """What one group's step needs: ``kernel`` of cpu_kernels.h, the state keys passed as s0, s1, s2
+    (``None``: not passed), whether ``state["step"]`` exists and is advanced, an extra 0-d state
+    (NAdam's ``mu_product``) and the hyperparameters ``hp`` in the kernel's order."""
+
+    kernel: str
+    state_keys: tuple[str | None, str | None, str | None]
+    steps: bool
+    extra: str | None
+    hp: tuple[float, ...]
+
+
+def _flag(value: Any) -> float:
+    return 1.0 if value else 0.0
+
+
+def _inside(group: dict[str, Any]) -> float:
+    return _flag(group["eps_placement"] == "inside")
+
+
+def plan_for(optimizer: Any, group: dict[str, Any]) -> CpuPlan | None:
+    """The kernel plan for ``group`` of ``optimizer``, or ``None`` when no kernel applies."""
+    from descentlab.optim import SGD, Adadelta, Adagrad, Adam, AdamW, Momentum, NAdam, Nesterov, RMSprop
+
+    kind = type(optimizer)
+    lr, wd, maximize = float(group["lr"]), float(group["weight_decay"]), _flag(group["maximize"])
+    if kind is SGD:
+        momentum = float(group["momentum"])
+        if momentum == 0:
+            return CpuPlan("sgd", (None, None, None), False, None, (lr, wd, maximize))
+        if group["momentum_form"] == "sum":
+            return CpuPlan("heavy_ball", ("momentum_buffer", None, None), False, None,
+                           (lr, momentum, 1.0 - float(group["dampening"]), _flag(group["nesterov"]), wd, maximize, 0.0))
+        return CpuPlan("ema_momentum", ("momentum_buffer", None, None), False, None,
+                       (lr, momentum, _flag(group["nesterov"]), 0.0, wd, maximize, 0.0))
+    if kind is Momentum:
+        beta = float(group["beta"])
+        if group["form"] == "sum":
+            return CpuPlan("heavy_ball", ("momentum_buffer", None, None), True, None,
+                           (lr, beta, 1.0, 0.0, wd, maximize, 1.0))
+        return CpuPlan("ema_momentum", ("momentum_buffer", None, None), True, None,
+                       (lr, beta, 0.0, _flag(group["bias_correction"]), wd, maximize, 1.0))
+    if kind is Nesterov:
+        return CpuPlan("heavy_ball", ("momentum_buffer", None, None), False, None,
+                       (lr, float(group["beta"]), 1.0, 1.0, wd, maximize, 0.0))
+    if kind is Adagrad:
+        return CpuPlan("adagrad", ("sum", None, None), True, None,
+                       (lr, float(group["lr_decay"]), float(group["eps"]), _inside(group), wd, maximize))
+    if kind is Adadelta:
+        return CpuPlan("adadelta", ("square_avg", "acc_delta", None), True, None,
+                       (lr, float(group["rho"]), float(group["eps"]), _inside(group), wd, maximize))
+    if kind is RMSprop:
+        momentum = float(group["momentum"])
+        keys = ("square_avg", "grad_avg" if group["centered"] else None, "momentum_buffer" if momentum > 0 else None)
+        return CpuPlan("rmsprop", keys, True, None,
+                       (lr, float(group["alpha"]), float(group["eps"]), _inside(group), momentum,
+                        _flag(group["centered"]), wd, maximize))
+    if kind in (Adam, AdamW):
+        beta1, beta2 = (float(b) for b in group["betas"])
+        keys = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq" if group["amsgrad"] else None)
+        return CpuPlan("adam", keys, True, None,
+                       (lr, beta1, beta2, float(group["eps"]), _inside(group), _flag(group["amsgrad"]),
+                        _flag(group["bias_correction"]), _flag(group["decoupled_weight_decay"]), wd, maximize))
+    if kind is NAdam:
+        beta1, beta2 = (float(b) for b in group["betas"])
+        return CpuPlan("nadam", ("exp_avg", "exp_avg_sq", None), True, "mu_product",
+                       (lr, beta1, beta2, float(group["eps"]), _inside(group), float(group["momentum_decay"]),
+                        _flag(group["decoupled_weight_decay"]), wd, maximize))
+    return None
+
+
+class _Batch:
+    """One kernel call (one element dtype and one step dtype): the parameter and gradient addresses, and per
+    tensor the parameter, its gradient and its :class:`_Checked` (sizes and state pointers, turned into
+    columns at call time). Holding the tensors keeps their memory alive while the call runs without the
+    GIL; after it, the parameters' version counters are bumped, as torch's in-place ops do."""
+
+    __slots__ = ("param", "grad", "owners", "grads", "checks")
+
+    def __init__(self) -> None:
+        self.param: list[int] = []
+        self.grad: list[int] = []
+        self.owners: list[Tensor] = []
+        self.grads: list[Tensor] = []
+        self.checks: list[_Checked] = []
+
+
+class _Checked:
+    """A parameter whose state passed the full check: the state dict and tensors it was checked with
+    (``keys``: the plan's state entries they stand for), and what the call needs. Reused while the same
+    objects sit at the same addresses, the parameter keeps its dtype (``dtype``) and the group its
+    ``state_dtype`` (``wide``), and the plan reads the same entries."""
+
+    __slots__ = ("state", "tensors", "pointers", "numel", "key", "keys", "dtype", "wide")
+
+    def __init__(self, state: dict[str, Any], tensors: tuple[Tensor, ...], numel: int,
+                 key: tuple[str, int], keys: tuple[str, ...], dtype: torch.dtype, wide: Any) -> None:
+        self.state, self.tensors, self.numel, self.key, self.keys = state, tensors, numel, key, keys
+        self.dtype, self.wide = dtype, wide
+        self.pointers = tuple(t.data_ptr() for t in tensors)
+
+
+def _same_layout(t: Any, param: Tensor, dtype: torch.dtype) -> bool:
+    return (type(t) is Tensor and t.dtype == dtype and t.is_cpu and t.is_contiguous()
+            and t.shape == param.shape and not t.is_sparse)
+
+
+def _step_counter(t: Any) -> bool:
+    return type(t) is Tensor and t.is_cpu and t.dim() == 0 and t.dtype in STEP_DTYPES
+
+
+def _check(plan: CpuPlan, param: Tensor, state: dict[str, Any] | None, group: dict[str, Any]) -> _Checked | None:
+    """The full eligibility check of a parameter and its state (see the module docstring)."""
+    if type(param) not in _PLAIN or type(param.data) is not Tensor:
+        return None  # a tensor subclass (DTensor under FSDP2, …): its numel and data_ptr may not be its memory
+    if param.dtype not in PARAM_DTYPES or not param.is_cpu or not param.is_contiguous() or param.is_sparse:
+        return None
+    state_dtype = param.dtype
+    if group.get("state_dtype") is not None and group["state_dtype"].itemsize > param.dtype.itemsize:
+        state_dtype = group["state_dtype"]  # mixed precision: the state (and the arithmetic) is wider
+    if (param.dtype, state_dtype) not in KERNEL_VARIANTS:
+        return None
+    needs_state = plan.steps or any(plan.state_keys)
+    if needs_state and not state:
+        return None  # first step: the reference rule creates the state
+    tensors = [state[key] if key in state else None for key in plan.state_keys if key is not None] if state else []
+    if not all(_same_layout(t, param, state_dtype) for t in tensors):
+        return None
+    step_kind = 0
+    if plan.steps:
+        step = state.get("step")
+        if not _step_counter(step):
+            return None
+        tensors.append(step)
+        step_kind = STEP_DTYPES[step.dtype]
+        if plan.extra:
+            extra = state.get(plan.extra)
+            if not (_step_counter(extra) and extra.dtype == step.dtype):
+                return None
+            tensors.append(extra)
+    if len({t.data_ptr() for t in tensors} | {param.data_ptr()}) != len(tensors) + 1:
+        return None  # two of them share memory
+    if any(t.is_neg() or t._is_zerotensor() for t in (param, *tensors)):
+        return None  # their memory is not their value: a negated view (torch._neg_view), a ZeroTensor (none)
+    return _Checked(state, tuple(tensors), param.numel(), (KERNEL_VARIANTS[(param.dtype, state_dtype)], step_kind),
+                    _state_keys(plan), param.dtype, group.get("state_dtype"))
+
+
+def _array(values: list[int] | tuple[int, ...], keep: list[array]) -> int | None:
+    """The address of a C array of ``values`` (uint64); ``keep`` holds the buffer alive for the call."""
+    if not values:
+        return None
+    buffer = array("Q", values)
+    keep.append(buffer)
+    return buffer.buffer_info()[0]
+
+
+def _state_keys(plan: CpuPlan) -> tuple[str, ...]:
+    """The state entries a plan reads, in the order of :class:`_Checked`'s tensors."""
+    keys = [key for key in plan.state_keys if key is not None]
+    if plan.steps:
+        keys.append("step")
+        if plan.extra:
+            keys.append(plan.extra)
+    return tuple(keys)
+
+
+def _drop_shared(batch: _Batch) -> list[Tensor]:
+    """Take out of ``batch`` the parameters whose memory another parameter of the batch also is (weights tied
+    through ``.data``) and return them: the kernel could step them on two threads at once, each from the old
+    values, where the reference rule steps one and then the other."""
+    counts: dict[int, int] = {}
+    for pointer in batch.param:
+        counts[pointer] = counts.get(pointer, 0) + 1
+    keep = [i for i, pointer in enumerate(batch.param) if counts[pointer] == 1]
+    dropped = [p for p, pointer in zip(batch.owners, batch.param) if counts[pointer] > 1]
+    for name in _Batch.__slots__:
+        column = getattr(batch, name)
+        setattr(batch, name, [column[i] for i in keep])
+    return dropped
+
+
+def fused_cpu_step(optimizer: Any, group: dict[str, Any], grad_inv_scale: float = 0.0) -> list[Tensor]:
+    """Step every eligible tensor of ``group`` with one kernel call per dtype; return the others
+    (in group order) for the reference path. ``grad_inv_scale`` ≠ 0 (``torch.amp.GradScaler``): each
+    gradient is first unscaled in place, ``g ← g · grad_inv_scale``, in the same pass.
+
+    A parameter's full check (:func:`_check`) is cached; later steps only confirm, per state entry, that
+    the state dict still holds the same tensor at the same address (``state[k] is t`` and its
+    ``data_ptr``), so a ``load_state_dict``, a moved parameter or a replaced buffer is re-checked.
+    """
+    if not ENABLED or group.get("differentiable") or group.get("capturable"):
+        return list(group["params"])
+    plan = plan_for(optimizer, group)
+    lib = library() if plan is not None else None
+    if lib is None:
+        return list(group["params"])
+    cache: dict[int, tuple[Tensor, int, _Checked]] = optimizer.__dict__.setdefault("_descentlab_fused_cache", {})
+    keys = _state_keys(plan)
+    wide = group.get("state_dtype")
+    stateful = plan.steps or any(plan.state_keys)
+    # Hot loop (thousands of tensors per step): bound methods in locals, no per-tensor function calls.
+    cache_get, states_get = cache.get, optimizer.state.get
+    batches: dict[tuple[str, int], _Batch] = {}
+    rest: list[Tensor] = []
+    for param in group["params"]:
+        grad = param.grad
+        if grad is None:
+            continue
+        state = states_get(param) if stateful else None
+        pointer, dtype = param.data_ptr(), param.dtype
+        hit = cache_get(id(param))
+        checked = hit[2] if hit is not None and hit[0] is param and hit[1] == pointer else None
+        # param.data = … may keep the address with another dtype or layout; keys: the plan may change
+        if (checked is not None and checked.state is state and checked.keys == keys and checked.dtype is dtype
+                and checked.wide is wide and param.is_contiguous()):
+            for key, tensor, address in zip(keys, checked.tensors, checked.pointers):
+                if state.get(key) is not tensor or tensor.data_ptr() != address:
+                    checked = None
+                    break
+        else:
+            checked = None
+        if checked is None or param.numel() != checked.numel:
+            checked = _check(plan, param, state, group)
+            if checked is None:
+                cache.pop(id(param), None)
+                rest.append(param)
+                continue
+            cache[id(param)] = (param, pointer, checked)
+        # torch keeps .grad on the parameter's device with its dtype and shape; dtype and size are re-checked
+        # anyway, as they bound what the kernel reads
+        if (type(grad) is not Tensor or grad.is_sparse or not grad.is_contiguous() or grad.dtype is not dtype
+                or grad.numel() != checked.numel or grad.is_neg()):
+            rest.append(param)
+            continue
+        grad_pointer = grad.data_ptr()
+        if not grad_pointer or grad_pointer == pointer or grad_pointer in checked.pointers:  # 0: a ZeroTensor
+            rest.append(param)
+            continue
+        batch = batches.get(checked.key)
+        if batch is None:
+            batch = batches[checked.key] = _Batch()
+        batch.param.append(pointer)
+        batch.grad.append(grad_pointer)
+        batch.owners.append(param)
+        batch.grads.append(grad)
+        batch.checks.append(checked)
+    shared = [p for batch in batches.values() if len(set(batch.param)) != len(batch.param) for p in _drop_shared(batch)]
+    if shared:  # rare: the reference rule steps them, in group order
+        moved = {id(p) for p in rest} | {id(p) for p in shared}
+        rest = [p for p in group["params"] if id(p) in moved]
+    hp = (ctypes.c_double * len(plan.hp))(*plan.hp)
+    threads = torch.get_num_threads()
+    for (variant, step_kind), batch in batches.items():
+        fn = getattr(lib, f"dl_{plan.kernel}_{variant}")
+        checks = batch.checks
+        count = len(checks)
+        if count == 0:
+            continue
+        keep: list[array] = []
+        columns = iter([_array(column, keep) for column in zip(*[c.pointers for c in checks])] if keys else [])
+        state_arrays = [next(columns) if key is not None else None for key in plan.state_keys]  # s0, s1, s2 slots
+        counter_arrays = [next(columns) if plan.steps else None, next(columns) if plan.extra else None]
+        status = fn(count, _array([c.numel for c in checks], keep), _array(batch.param, keep), _array(batch.grad, keep),
+                    *state_arrays, *counter_arrays, step_kind, hp, grad_inv_scale, threads)
+        if status == 1:
+            raise MemoryError(f"descentlab: the fused {plan.kernel} kernel could not allocate its scratch space")
+        if status != 0:
+            raise RuntimeError(f"descentlab: the fused {plan.kernel} kernel refused its arguments (status {status}); "
+                               "nothing was changed — please report this with impl='reference' as a workaround")
+        # autograd's check that saved tensors were not modified in place relies on these counters: the parameters'
+        # (and the gradients', unscaled in place); not the state's, which graphs do not save (≈ 250 ns a tensor)
+        torch.autograd.graph.increment_version(batch.owners + batch.grads if grad_inv_scale else batch.owners)
+    return rest

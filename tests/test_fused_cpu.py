@@ -1,0 +1,342 @@
+"""The CPU fused path (C kernels in descentlab/fused/cpu_kernels.h) against the reference rules.
+
+Every kernel and convention is stepped side by side with ``impl="reference"``; parameters and every
+state entry (step counters and NAdam's Π included) must agree within a few ulps after each step
+(torch's own fused-vs-for-loop standard). Parity with ``torch.optim`` over its option grids is in
+test_optim_parity.py.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+import descentlab
+from descentlab.fused import cpu_build, cpu_step
+
+CONFIGS = [
+    (descentlab.SGD, dict(lr=0.1)),
+    (descentlab.SGD, dict(lr=0.1, momentum=0.9, dampening=0.3, weight_decay=0.05, maximize=True)),
+    (descentlab.SGD, dict(lr=0.1, momentum=0.9, nesterov=True)),
+    (descentlab.SGD, dict(lr=0.1, momentum=0.8, nesterov=True, momentum_form="ema")),
+    (descentlab.Momentum, dict(lr=0.1)),
+    (descentlab.Momentum, dict(lr=0.1, beta=0.8, bias_correction=True, weight_decay=0.05)),
+    (descentlab.Momentum, dict(lr=0.05, form="sum", maximize=True)),
+    (descentlab.Nesterov, dict(lr=0.05, beta=0.8, weight_decay=0.05, maximize=True)),
+    (descentlab.Adagrad, dict()),
+    (descentlab.Adagrad, dict(lr=0.1, lr_decay=0.01, initial_accumulator_value=0.1, eps_placement="inside",
+                              weight_decay=0.05, maximize=True)),
+    (descentlab.Adadelta, dict()),
+    (descentlab.Adadelta, dict(lr=0.5, rho=0.8, eps=1e-3, eps_placement="outside", weight_decay=0.05, maximize=True)),
+    (descentlab.RMSprop, dict()),
+    (descentlab.RMSprop, dict(centered=True)),
+    (descentlab.RMSprop, dict(momentum=0.9, eps_placement="inside")),
+    (descentlab.RMSprop, dict(alpha=0.9, centered=True, momentum=0.9, eps_placement="inside", weight_decay=0.05,
+                              maximize=True)),
+    (descentlab.Adam, dict(lr=0.01)),
+    (descentlab.Adam, dict(lr=0.01, amsgrad=True, eps_placement="inside", bias_correction=False, weight_decay=0.05,
+                           maximize=True)),
+    (descentlab.Adam, dict(lr=0.01, betas=(0.5, 0.9), weight_decay=0.1, decoupled_weight_decay=True)),
+    (descentlab.AdamW, dict(lr=0.01, amsgrad=True)),
+    (descentlab.NAdam, dict(lr=0.01)),
+    (descentlab.NAdam, dict(lr=0.01, betas=(0.8, 0.99), weight_decay=0.1, decoupled_weight_decay=True,
+                            eps_placement="inside", maximize=True)),
+    (descentlab.NAdam, dict(lr=0.01, weight_decay=0.1, momentum_decay=0.05)),
+]
+# 70 001 elements: more than one thread's share and an odd vector tail; () and (1,) are single elements.
+SHAPES = [(70_001,), (3, 40), (1,), (), (2, 2, 2)]
+# float32: torch.testing's defaults, which torch's own fused-vs-for-loop optimizer tests use (1 ulp of a
+# momentum buffer of size ~30 is 2e-6, and a sum that cancels keeps that absolute error).
+TOL = {torch.float32: dict(rtol=1.3e-6, atol=1e-5), torch.float64: dict(rtol=1e-13, atol=1e-13)}
+pytestmark = [pytest.mark.filterwarnings("error:descentlab. CPU fused kernels unavailable"),
+              pytest.mark.skipif(not (shutil.which("cc") or shutil.which("gcc")),
+                                 reason="no C compiler: the C kernels cannot be built here (the fallback is tested "
+                                        "by test_without_a_compiler_steps_fall_back_with_one_warning)")]
+
+
+def _ident(value):
+    return getattr(value, "__name__", None) or ",".join(f"{k}={v}" for k, v in value.items()) or "defaults"
+
+
+def _twins(cls, opts, dtype, shapes=SHAPES, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    fused = [torch.nn.Parameter(torch.randn(s, generator=gen, dtype=dtype)) for s in shapes]
+    ref = [torch.nn.Parameter(p.detach().clone()) for p in fused]
+    return fused, ref, cls(fused, impl="fused", **opts), cls(ref, impl="reference", **opts), gen
+
+
+def _same_grads(fused, ref, gen):
+    for p, q in zip(fused, ref):
+        g = torch.randn(p.shape, generator=gen, dtype=p.dtype) + 0.1 * p.detach()
+        p.grad, q.grad = g, g.clone()
+
+
+def _assert_close(fused, ref, of, orf, dtype, where):
+    for i, (p, q) in enumerate(zip(fused, ref)):
+        torch.testing.assert_close(p, q, **TOL[dtype], msg=lambda m: f"{where}, param {i}: {m}")
+        assert set(of.state[p]) == set(orf.state[q])
+        for key, value in orf.state[q].items():
+            torch.testing.assert_close(torch.as_tensor(of.state[p][key]), torch.as_tensor(value), **TOL[dtype],
+                                       msg=lambda m: f"{where}, param {i}, state {key!r}: {m}")
+
+
+def _fused_count(opt) -> int:
+    """How many parameters the C kernels stepped (their full check is cached)."""
+    return len(getattr(opt, "_descentlab_fused_cache", {}))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("cls, opts", CONFIGS, ids=_ident)
+def test_kernel_matches_reference_step_by_step(cls, opts, dtype):
+    fused, ref, of, orf, gen = _twins(cls, opts, dtype)
+    for step in range(1, 7):
+        _same_grads(fused, ref, gen)
+        of.step()
+        orf.step()
+        _assert_close(fused, ref, of, orf, dtype, f"{cls.__name__}{opts} step {step}")
+    assert _fused_count(of) == len(fused), "every tensor should have taken the C kernel"
+    assert _fused_count(orf) == 0
+
+
+def test_result_does_not_depend_on_the_thread_count():
+    results = []
+    threads = torch.get_num_threads()
+    try:
+        for count in (1, 2, 3):
+            torch.set_num_threads(count)
+            fused, _, of, _, gen = _twins(descentlab.Adam, dict(lr=0.01, amsgrad=True), torch.float32,
+                                          shapes=[(100_003,), (5,), (40_000,)])
+            for _ in range(4):
+                _same_grads(fused, fused, gen)
+                of.step()
+            results.append([p.detach().clone() for p in fused])
+    finally:
+        torch.set_num_threads(threads)
+    for other in results[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(results[0], other))
+
+
+def test_learning_rate_changing_every_step_is_used():
+    fused, ref, of, orf, gen = _twins(descentlab.RMSprop, dict(lr=0.01, momentum=0.5), torch.float32)
+    rates = [0.01, 0.003, 0.05, 0.0, 0.02]
+    for rate in rates:
+        for opt in (of, orf):
+            opt.param_groups[0]["lr"] = rate
+        _same_grads(fused, ref, gen)
+        of.step()
+        orf.step()
+    _assert_close(fused, ref, of, orf, torch.float32, "changing lr")
+
+
+def test_tensor_learning_rate():
+    fused, ref, of, orf, gen = _twins(descentlab.Adam, dict(lr=torch.tensor(0.01)), torch.float32)
+    for rate in (0.01, 0.002):
+        of.param_groups[0]["lr"].fill_(rate)
+        orf.param_groups[0]["lr"].fill_(rate)
+        _same_grads(fused, ref, gen)
+        of.step()
+        orf.step()
+    _assert_close(fused, ref, of, orf, torch.float32, "tensor lr")
+
+
+def test_one_group_mixing_dtypes_and_odd_tensors():
+    """float32 and float64 tensors go to two kernel calls; bf16, complex, non-contiguous and empty tensors
+    take the reference rule — all in one group, all equal to a reference-only optimizer."""
+    gen = torch.Generator().manual_seed(3)
+    made = [torch.randn(300, generator=gen), torch.randn(7, generator=gen, dtype=torch.float64),
+            torch.randn(9, generator=gen).to(torch.bfloat16), torch.randn(4, generator=gen, dtype=torch.complex64),
+            torch.randn(6, 5, generator=gen).t(), torch.zeros(0)]
+    fused = [torch.nn.Parameter(t.clone()) for t in made]
+    ref = [torch.nn.Parameter(t.clone()) for t in made]
+    of, orf = descentlab.Adam(fused, lr=0.01, impl="fused"), descentlab.Adam(ref, lr=0.01, impl="reference")
+    for _ in range(4):
+        for p, q in zip(fused, ref):
+            g = torch.randn(p.shape, generator=gen, dtype=p.dtype)
+            p.grad, q.grad = g, g.clone()
+        of.step()
+        orf.step()
+    torch.testing.assert_close(fused[0], ref[0], **TOL[torch.float32])
+    torch.testing.assert_close(fused[1], ref[1], **TOL[torch.float64])
+    for p, q in zip(fused[2:], ref[2:]):  # reference rule on both sides: bit for bit
+        assert torch.equal(p, q)
+    assert _fused_count(of) == 2
+
+
+def test_replaced_state_and_loaded_state_dict_are_picked_up():
+    fused, ref, of, orf, gen = _twins(descentlab.Adam, dict(lr=0.01), torch.float32)
+    for _ in range(2):
+        _same_grads(fused, ref, gen)
+        of.step()
+        orf.step()
+    # a state tensor replaced by user code: the kernel must step the new tensor, not the cached one
+    for opt, p in ((of, fused[0]), (orf, ref[0])):
+        opt.state[p]["exp_avg"] = torch.full_like(p, 0.5).detach()
+    # load_state_dict replaces every state tensor (copy: torch shares tensors with the loaded dict)
+    saved = copy.deepcopy(orf.state_dict())
+    of.load_state_dict(copy.deepcopy(saved))
+    orf.load_state_dict(copy.deepcopy(saved))
+    for _ in range(3):
+        _same_grads(fused, ref, gen)
+        of.step()
+        orf.step()
+    _assert_close(fused, ref, of, orf, torch.float32, "after replacing state")
+
+
+def test_parameter_cast_after_steps_moves_state_and_keeps_fusing():
+    fused, ref, of, orf, gen = _twins(descentlab.RMSprop, dict(centered=True), torch.float32, shapes=[(50,), (3, 3)])
+    _same_grads(fused, ref, gen)
+    of.step()
+    orf.step()
+    for p in fused + ref:
+        p.data = p.data.double()
+    with pytest.warns(UserWarning, match="moved to torch.float64"):
+        for _ in range(3):
+            _same_grads(fused, ref, gen)
+            of.step()
+            orf.step()
+    _assert_close(fused, ref, of, orf, torch.float64, "after .double()")
+    assert all(of.state[p]["square_avg"].dtype == torch.float64 for p in fused)
+
+
+def test_state_dict_moves_between_fused_reference_and_torch():
+    fused, ref, of, orf, gen = _twins(descentlab.NAdam, dict(lr=0.01), torch.float32)
+    for _ in range(3):
+        _same_grads(fused, ref, gen)
+        of.step()
+        orf.step()
+    theirs = [torch.nn.Parameter(p.detach().clone()) for p in fused]
+    torch_opt = torch.optim.NAdam(theirs, lr=0.01)
+    torch_opt.load_state_dict(copy.deepcopy(of.state_dict()))
+    for _ in range(3):
+        _same_grads(fused, ref, gen)
+        for p, q in zip(theirs, fused):
+            p.grad = q.grad.clone()
+        of.step()
+        orf.step()
+        torch_opt.step()
+    _assert_close(fused, ref, of, orf, torch.float32, "continued")
+    for p, q in zip(theirs, fused):
+        torch.testing.assert_close(p, q, **TOL[torch.float32])
+
+
+def test_skip_policy_leaves_fused_state_untouched():
+    fused, _, of, _, gen = _twins(descentlab.Adam, dict(lr=0.01, nonfinite="skip"), torch.float32, shapes=[(64,)])
+    _same_grads(fused, fused, gen)
+    of.step()
+    before = {k: v.clone() for k, v in of.state[fused[0]].items()}
+    weights = fused[0].detach().clone()
+    fused[0].grad[3] = float("nan")
+    of.step()
+    assert of.skipped_steps == 1 and torch.equal(fused[0], weights)
+    assert all(torch.equal(of.state[fused[0]][k], v) for k, v in before.items())
+
+
+def test_subclasses_and_aliased_gradients_take_the_reference_rule():
+    calls = []
+
+    class Logged(descentlab.Adam):
+        def _update(self, *args, **kwargs):
+            calls.append(1)
+            super()._update(*args, **kwargs)
+
+    p = torch.nn.Parameter(torch.randn(10))
+    opt = Logged([p], lr=0.01, impl="fused")
+    for _ in range(3):
+        p.grad = torch.randn(10)
+        opt.step()
+    assert len(calls) == 3 and _fused_count(opt) == 0
+
+    q = torch.nn.Parameter(torch.randn(10))
+    opt = descentlab.SGD([q], lr=0.1, impl="fused")
+    q.grad = q.data  # the gradient *is* the parameter's memory
+    expected = q.detach() * 0.9
+    opt.step()
+    torch.testing.assert_close(q.detach(), expected)
+
+
+def test_sparse_gradients_still_raise_the_reference_error():
+    p = torch.nn.Parameter(torch.zeros(5))
+    opt = descentlab.Adam([p], impl="fused")
+    p.grad = torch.zeros(5).to_sparse()
+    with pytest.raises(RuntimeError, match="sparse"):
+        opt.step()
+
+
+def test_the_library_is_built_once_and_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("DESCENTLAB_KERNEL_CACHE", str(tmp_path))
+    first = cpu_build.build()
+    stamp = first.stat().st_mtime_ns
+    assert first.parent == tmp_path and first.name.endswith(".so")
+    assert cpu_build.build() == first and first.stat().st_mtime_ns == stamp
+    assert [f.name for f in tmp_path.iterdir()] == [first.name]  # no temporary files left behind
+
+
+@pytest.mark.filterwarnings("default")
+def test_without_a_compiler_steps_fall_back_with_one_warning(tmp_path):
+    script = textwrap.dedent("""
+        import warnings, torch, descentlab
+        ps = [torch.nn.Parameter(torch.ones(4)) for _ in range(2)]
+        qs = [torch.nn.Parameter(torch.ones(4)) for _ in range(2)]
+        a = descentlab.Adam(ps, lr=0.1, impl="fused")
+        b = descentlab.Adam(qs, lr=0.1, impl="reference")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for _ in range(3):
+                for p, q in zip(ps, qs):
+                    p.grad = torch.full((4,), 0.5); q.grad = torch.full((4,), 0.5)
+                a.step(); b.step()
+        messages = [str(w.message) for w in caught if "fused kernels unavailable" in str(w.message)]
+        assert len(messages) == 1, messages
+        assert all(torch.equal(p, q) for p, q in zip(ps, qs))
+        print("OK", messages[0])
+    """)
+    env = dict(os.environ, CC=str(tmp_path / "no-such-cc"), DESCENTLAB_KERNEL_CACHE=str(tmp_path / "cache"))
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "OK" in out.stdout and "no-such-cc" in out.stdout
+
+
+def test_plans_cover_every_registry_optimizer():
+    from descentlab.optim.registry import REGISTRY
+
+    for name, spec in REGISTRY.items():
+        p = torch.nn.Parameter(torch.zeros(3))
+        opt = spec.build([p])
+        assert cpu_step.plan_for(opt, opt.param_groups[0]) is not None, name
+
+
+def test_an_unwritable_cache_folder_falls_back_to_the_temp_dir(tmp_path, monkeypatch):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder's parent should be")  # mkdir fails, even for root
+    monkeypatch.setenv("DESCENTLAB_KERNEL_CACHE", str(blocker / "kernels"))
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "tmp"))
+    built = cpu_build.build()
+    assert built.exists() and built.parent.parent == tmp_path / "tmp"
+    assert blocker.read_text().startswith("a file")
+
+
+def test_tensor_subclasses_take_the_reference_rule():
+    """A subclass (DTensor under FSDP2 is one) may not own the memory its numel describes: never fused."""
+
+    class Wrapped(torch.Tensor):
+        pass
+
+    p = torch.nn.Parameter(torch.ones(6))
+    q = torch.nn.Parameter(torch.ones(6))
+    opt_p = descentlab.SGD([p], lr=0.1, momentum=0.9, impl="fused")
+    opt_q = descentlab.SGD([q], lr=0.1, momentum=0.9, impl="reference")
+    for _ in range(3):
+        p.grad = torch.full((6,), 0.5).as_subclass(Wrapped)
+        q.grad = torch.full((6,), 0.5)
+        opt_p.step()
+        opt_q.step()
+    assert _fused_count(opt_p) == 1  # the parameter passed its check, the subclass gradient did not
+    assert torch.equal(p.detach(), q.detach())
