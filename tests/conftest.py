@@ -67,3 +67,19 @@ def browser(chromium):
             return console_errors(done.stderr)
 
     return Browser()
+
+
+@pytest.fixture(params=["python", "native"])
+def gatherer(request, monkeypatch):
+    """Run a test of the CPU fused path once with each gatherer (descentlab.fused.cpu_step.GATHER): the Python
+    loop and the C++ module. The C++ one is built on first use (≈ 10–15 s once per machine); a machine without a
+    C++ compiler skips it, a build that fails where a compiler exists fails the test."""
+    from descentlab.fused import cpu_build, cpu_step
+
+    if request.param == "native":
+        if not (os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")):
+            pytest.skip("no C++ compiler: the native gatherer cannot be built here")
+        if cpu_build.gather_module(wait=True) is None:
+            pytest.fail(f"the native gatherer did not build: {cpu_build.gather_unavailable_reason()}")
+    monkeypatch.setattr(cpu_step, "GATHER", request.param)
+    return request.param

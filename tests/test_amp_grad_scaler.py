@@ -57,6 +57,7 @@ def _train(cls, opts, impl, scaler, steps=8, poison=(), clip=None):
 
 @pytest.mark.parametrize("impl", ["fused", "reference"])
 @pytest.mark.parametrize("cls, opts", CASES, ids=lambda v: getattr(v, "__name__", "") or "")
+@pytest.mark.usefixtures("gatherer")
 def test_scaled_run_equals_unscaled_run(cls, opts, impl):
     plain, _, _, plain_grads = _train(cls, opts, impl, None)
     scaled, _, scales, scaled_grads = _train(cls, opts, impl, torch.amp.GradScaler("cpu", init_scale=2.0**12))
@@ -68,6 +69,7 @@ def test_scaled_run_equals_unscaled_run(cls, opts, impl):
 
 
 @pytest.mark.parametrize("impl", ["fused", "reference"])
+@pytest.mark.usefixtures("gatherer")
 def test_an_inf_step_changes_nothing_but_the_scale(impl):
     plain, plain_opt, _, _ = _train(descentlab.Adam, dict(lr=0.01), impl, None, poison=(3,))
     scaled, scaled_opt, scales, _ = _train(descentlab.Adam, dict(lr=0.01), impl,
@@ -86,6 +88,7 @@ def test_unscale_before_clipping_is_not_unscaled_twice():
         assert torch.equal(p, q)
 
 
+@pytest.mark.usefixtures("gatherer")
 def test_paths_agree_under_the_scaler():
     fused, _, _, _ = _train(descentlab.NAdam, dict(lr=0.01), "fused", torch.amp.GradScaler("cpu", init_scale=2.0**10))
     ref, _, _, _ = _train(descentlab.NAdam, dict(lr=0.01), "reference", torch.amp.GradScaler("cpu", init_scale=2.0**10))

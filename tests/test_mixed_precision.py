@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import descentlab
+from descentlab.fused import cpu_step
 from descentlab.rules.adam import adam
 
 LOW = [torch.bfloat16, torch.float16]
@@ -94,6 +95,7 @@ def test_state_dict_round_trip_keeps_float32_state():
     assert torch.equal(w, w2)
 
 
+@pytest.mark.usefixtures("gatherer")
 def test_wider_parameters_keep_their_own_dtype_and_the_fused_path():
     w = torch.nn.Parameter(torch.ones(10, dtype=torch.float64))
     opt = descentlab.Adam([w], lr=0.1, state_dtype=torch.float32, impl="fused")
@@ -101,7 +103,7 @@ def test_wider_parameters_keep_their_own_dtype_and_the_fused_path():
         w.grad = torch.ones(10, dtype=torch.float64)
         opt.step()
     assert opt.state[w]["exp_avg"].dtype == torch.float64
-    assert len(opt._descentlab_fused_cache) == 1
+    assert cpu_step.fused_tensor_count(opt) == 1
 
 
 def test_adagrad_creates_its_eager_state_wide():
@@ -126,6 +128,7 @@ def test_bad_state_dtype_names_the_choices(bad):
                                        (descentlab.Adagrad, dict()), (descentlab.Adadelta, dict()),
                                        (descentlab.Momentum, dict(lr=0.1, bias_correction=True))],
                          ids=lambda v: getattr(v, "__name__", ""))
+@pytest.mark.usefixtures("gatherer")
 def test_fused_mixed_precision_kernels_match_the_reference(cls, opts, dtype):
     """The C kernels' bf16/fp16-parameter variants (float32 state and arithmetic, round to nearest even)
     against the reference path's float32 working copy: the same up to torch's sqrt (≤ 1 float32 ulp)."""
@@ -145,4 +148,4 @@ def test_fused_mixed_precision_kernels_match_the_reference(cls, opts, dtype):
         assert p.dtype == dtype
         for key, value in orf.state[q].items():
             torch.testing.assert_close(of.state[p][key], value, rtol=1.3e-6, atol=1e-5)
-    assert len(of._descentlab_fused_cache) == len(fused)
+    assert cpu_step.fused_tensor_count(of) == len(fused)

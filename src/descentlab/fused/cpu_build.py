@@ -26,6 +26,7 @@ import tempfile
 import threading
 import warnings
 from pathlib import Path
+from typing import Any
 
 SOURCES = ("cpu_kernels.c", "cpu_kernels.h")
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-ffp-contract=off", "-fPIC", "-shared",
@@ -161,3 +162,146 @@ def library() -> ctypes.CDLL | None:
 def unavailable_reason() -> str | None:
     """Why :func:`library` returned ``None`` (``None`` if it has not failed)."""
     return _failed
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The native gatherer (cpu_gather.cpp): optional, built in the background, used once ready.
+
+GATHER_SOURCE = "cpu_gather.cpp"
+GATHER_MODULE = "_descentlab_gather"
+GATHER_ABI_VERSION = 2
+GATHER_FLAGS = ("-O2", "-fPIC", "-shared", "-std=c++17", "-w")
+
+_gather_loaded: Any = None
+_gather_failed: str | None = None
+_gather_thread: threading.Thread | None = None
+_gather_built: Path | None = None
+
+
+def _cxx_compiler() -> str:
+    """``$CXX`` if set (it must exist), else c++ or g++."""
+    if os.environ.get("CXX"):
+        found = shutil.which(os.environ["CXX"])
+        if found is None:
+            raise RuntimeError(f"$CXX={os.environ['CXX']!r} is not an executable compiler")
+        return found
+    found = shutil.which("c++") or shutil.which("g++")
+    if found is None:
+        raise RuntimeError("no C++ compiler found (install g++, or set $CXX)")
+    return found
+
+
+def _gather_command(compiler: str, output: str) -> list[str]:
+    """The compile-and-link command of the gatherer: against the running torch's headers and libraries and the
+    running Python's headers, with torch's C++ ABI, the kernels of cpu_kernels.c resolved through addresses."""
+    import sysconfig
+
+    import torch
+    from torch.utils import cpp_extension
+
+    torch_lib = str(Path(torch.__file__).parent / "lib")
+    abi = int(torch._C._GLIBCXX_USE_CXX11_ABI)
+    includes = [f"-I{path}" for path in cpp_extension.include_paths()] + [f"-I{sysconfig.get_paths()['include']}"]
+    return [compiler, *GATHER_FLAGS, f"-D_GLIBCXX_USE_CXX11_ABI={abi}", *includes,
+            str(Path(__file__).parent / GATHER_SOURCE), "-o", output,
+            f"-L{torch_lib}", "-ltorch_python", "-ltorch_cpu", "-lc10", f"-Wl,-rpath,{torch_lib}"]
+
+
+def _gather_path(compiler: str) -> Path:
+    import sys
+    import sysconfig
+
+    import torch
+
+    digest = hashlib.sha256((Path(__file__).parent / GATHER_SOURCE).read_bytes())
+    version = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=False).stdout
+    for part in (" ".join(GATHER_FLAGS), version, platform.machine(), torch.__version__, torch.__file__,
+                 sys.version, str(sysconfig.get_config_var("EXT_SUFFIX"))):
+        digest.update(part.encode())
+    return cache_dir() / f"{GATHER_MODULE}_{digest.hexdigest()[:16]}.so"
+
+
+def _remove_stale_temporaries(folder: Path, age_s: float = 3600.0) -> None:
+    """Delete half-written libraries older than an hour: a build in a background thread dies with its process."""
+    import time
+
+    for path in folder.glob("*.tmp.so"):
+        try:
+            if time.time() - path.stat().st_mtime > age_s:
+                path.unlink()
+        except OSError:
+            pass
+
+
+def build_gather(compiler: str | None = None) -> Path:
+    """Compile the gatherer (if not cached) and return its path; raise on failure (≈ 10 s on 2 cores)."""
+    compiler = compiler or _cxx_compiler()
+    target = _gather_path(compiler)
+    if target.exists():
+        return target
+    if not _writable(target.parent):
+        target = Path(tempfile.gettempdir()) / f"descentlab-kernels-{os.getuid()}" / target.name
+        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _check_private(target.parent)
+        if target.exists():
+            return target
+    _remove_stale_temporaries(target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=target.stem + ".", suffix=".tmp.so", dir=target.parent)
+    os.close(fd)
+    try:
+        result = subprocess.run(_gather_command(compiler, tmp), capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise RuntimeError(f"{compiler} failed:\n{result.stderr.strip()[-2000:]}")
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+def _build_gather_in_background() -> None:
+    global _gather_built, _gather_failed
+    try:
+        _gather_built = build_gather()
+    except Exception as err:  # no C++ compiler, no Python or torch headers, a failed build
+        _gather_failed = f"{type(err).__name__}: {err}"
+
+
+def gather_module(start: bool = True, wait: bool = False) -> Any:
+    """The native gatherer module, or ``None`` while it is being built or if it cannot be built
+    (:func:`gather_unavailable_reason` says why; the Python loop of cpu_step.py is then used, with identical
+    results). ``start``: begin the build (in a background thread, so no step waits for the compiler) if it has
+    not begun; ``wait=True`` blocks until the build has finished."""
+    global _gather_loaded, _gather_failed, _gather_thread
+    if _gather_loaded is not None or _gather_failed is not None:
+        return _gather_loaded
+    if _gather_thread is None and not (start or wait):
+        return None
+    with _lock:
+        if _gather_thread is None:
+            _gather_thread = threading.Thread(target=_build_gather_in_background, name="descentlab-gather-build",
+                                              daemon=True)
+            _gather_thread.start()
+    if wait:
+        _gather_thread.join()
+    if _gather_thread.is_alive():
+        return None
+    with _lock:
+        if _gather_loaded is None and _gather_failed is None and _gather_built is not None:
+            try:
+                import importlib.util
+
+                spec = importlib.util.spec_from_file_location(GATHER_MODULE, _gather_built)
+                module = importlib.util.module_from_spec(spec)
+                spec.loader.exec_module(module)
+                if module.abi_version() != GATHER_ABI_VERSION:
+                    raise RuntimeError(f"gatherer ABI {module.abi_version()}, expected {GATHER_ABI_VERSION}")
+                _gather_loaded = module
+            except Exception as err:  # an unloadable file (a torch upgraded in place, …)
+                _gather_failed = f"{type(err).__name__}: {err}"
+    return _gather_loaded
+
+
+def gather_unavailable_reason() -> str | None:
+    """Why :func:`gather_module` returned ``None`` for good (``None`` if it has not failed)."""
+    return _gather_failed
