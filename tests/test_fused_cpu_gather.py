@@ -1,0 +1,240 @@
+"""The native gatherer (descentlab/fused/cpu_gather.cpp) against its reference, the Python loop of cpu_step.py.
+
+Both decide which tensors of a param group the C kernels step. On a group full of odd tensors they must hand
+the very same tensors to the reference rule, step after step, and leave bit-identical parameters and state.
+Also: its build is optional (a missing compiler falls back to the Python loop), started only by a large group,
+and its errors name the culprit. The kernel tests (test_fused_cpu*.py, test_mixed_precision.py,
+test_amp_grad_scaler.py) run under both gatherers through the ``gatherer`` fixture of conftest.py.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+import descentlab
+import descentlab.fused as fused_package
+from descentlab.fused import cpu_build, cpu_step
+
+HAVE_CXX = bool(os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++"))
+pytestmark = [pytest.mark.skipif(not (shutil.which("cc") or shutil.which("gcc")), reason="no C compiler"),
+              pytest.mark.filterwarnings("error:descentlab. CPU fused kernels unavailable"),
+              pytest.mark.filterwarnings("ignore:.*a parameter moved to torch.float32")]
+
+
+class Marked(torch.nn.Parameter):
+    """A Parameter subclass: its data_ptr is its memory, but a subclass is never fused."""
+
+
+class Wrapped(torch.Tensor):
+    pass
+
+
+def _odd_group(seed: int):
+    """A param group with every kind of tensor the gatherers must sort out, and a function that gives them
+    gradients (the same for the same seed and step), including odd gradients."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def rand(*shape, dtype=torch.float32):
+        return torch.randn(*shape, generator=gen, dtype=dtype)
+
+    tied = torch.nn.Parameter(rand(30))
+    params = {
+        "f32": torch.nn.Parameter(rand(70_001)),
+        "f64": torch.nn.Parameter(rand(3, 5, dtype=torch.float64)),
+        "scalar": torch.nn.Parameter(rand(())),
+        "non_contiguous": torch.nn.Parameter(rand(5, 4).t()),
+        "bf16_own_state": torch.nn.Parameter(rand(8).to(torch.bfloat16)),
+        "complex": torch.nn.Parameter(rand(6, dtype=torch.complex64)),
+        "no_grad": torch.nn.Parameter(rand(7)),
+        "grad_non_contiguous": torch.nn.Parameter(rand(4, 5)),
+        "grad_zero_tensor": torch.nn.Parameter(rand(9)),
+        "grad_negated_view": torch.nn.Parameter(rand(9)),
+        "grad_is_param": torch.nn.Parameter(rand(9)),
+        "grad_subclass": torch.nn.Parameter(rand(9)),
+        "tied_a": tied,
+        "tied_b": torch.nn.Parameter(tied.data),
+        "subclass": Marked(rand(11)),
+        "empty": torch.nn.Parameter(rand(0)),
+        "later_state_wrong_dtype": torch.nn.Parameter(rand(12)),
+        "later_state_replaced": torch.nn.Parameter(rand(12)),
+        "f32_small": torch.nn.Parameter(rand(3)),
+    }
+
+    def give_grads(step: int) -> None:
+        g = torch.Generator().manual_seed(seed * 100 + step)
+        for name, p in params.items():
+            if name == "no_grad":
+                p.grad = None
+                continue
+            grad = torch.randn(p.shape, generator=g, dtype=torch.float64).to(p.dtype)
+            if name == "grad_non_contiguous":
+                grad = torch.randn(5, 4, generator=g).t()
+            elif name == "grad_zero_tensor":
+                grad = torch._efficientzerotensor(p.shape)
+            elif name == "grad_negated_view":
+                grad = torch._neg_view(grad)
+            elif name == "grad_is_param":
+                grad = p.detach()
+            elif name == "grad_subclass":
+                grad = grad.as_subclass(Wrapped)
+            p.grad = grad
+
+    return params, give_grads
+
+
+def _tamper(opt: torch.optim.Optimizer, params: dict, step: int) -> None:
+    """After a few steps, break some state the way users and checkpoints do."""
+    if step != 3:
+        return
+    for name, change in (("later_state_wrong_dtype", lambda t: t.double()), ("later_state_replaced", torch.clone)):
+        state = opt.state[params[name]]
+        for key, value in list(state.items()):
+            if torch.is_tensor(value) and value.dim() > 0:
+                state[key] = change(value)
+
+
+RULES = [
+    (descentlab.SGD, dict(lr=0.1)),
+    (descentlab.SGD, dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01)),
+    (descentlab.Momentum, dict(lr=0.1, bias_correction=True)),
+    (descentlab.Adagrad, dict(lr=0.1)),
+    (descentlab.Adadelta, dict()),
+    (descentlab.RMSprop, dict(centered=True, momentum=0.5)),
+    (descentlab.Adam, dict(lr=0.01, amsgrad=True)),
+    (descentlab.AdamW, dict(lr=0.01, state_dtype=torch.float32)),
+    (descentlab.NAdam, dict(lr=0.01)),
+]
+
+
+def _run(gather: str, cls, opts, monkeypatch, steps: int = 6):
+    """Step the odd group ``steps`` times with one gatherer; return the names sent to the reference rule at
+    each step, the final parameters and state."""
+    monkeypatch.setattr(cpu_step, "GATHER", gather)
+    params, give_grads = _odd_group(seed=7)
+    names = {id(p): name for name, p in params.items()}
+    opt = cls(list(params.values()), impl="fused", **opts)
+    sent: list[list[str]] = []
+    real = fused_package.fused_cpu_step
+
+    def recording(optimizer, group, grad_inv_scale=0.0):
+        rest = real(optimizer, group, grad_inv_scale)
+        sent.append([names[id(p)] for p in rest])
+        return rest
+
+    monkeypatch.setattr(fused_package, "fused_cpu_step", recording)
+    for step in range(1, steps + 1):
+        give_grads(step)
+        opt.step()
+        _tamper(opt, params, step)
+    monkeypatch.setattr(fused_package, "fused_cpu_step", real)
+    state = {names[id(p)]: {k: v.clone() if torch.is_tensor(v) else v for k, v in s.items()}
+             for p, s in opt.state.items()}
+    return sent, {name: p.detach().clone() for name, p in params.items()}, state, cpu_step.fused_tensor_count(opt)
+
+
+@pytest.mark.skipif(not HAVE_CXX, reason="no C++ compiler: the native gatherer cannot be built here")
+@pytest.mark.parametrize("cls, opts", RULES, ids=lambda v: getattr(v, "__name__", None) or ",".join(v) or "defaults")
+def test_native_gatherer_takes_the_same_tensors_and_gives_the_same_bits(cls, opts, monkeypatch):
+    assert cpu_build.gather_module(wait=True) is not None, cpu_build.gather_unavailable_reason()
+    sent_py, params_py, state_py, count_py = _run("python", cls, opts, monkeypatch)
+    sent_native, params_native, state_native, count_native = _run("native", cls, opts, monkeypatch)
+    assert sent_native == sent_py
+    assert count_native == count_py and count_py >= 3  # f32, f64, scalar, … really went to the kernels
+    always_reference = {"non_contiguous", "complex", "grad_non_contiguous", "grad_zero_tensor",
+                        "grad_negated_view", "grad_is_param", "grad_subclass", "tied_a", "tied_b", "subclass",
+                        "empty"}
+    assert always_reference <= set(sent_py[-1]), sorted(always_reference - set(sent_py[-1]))
+    assert not {"f32", "f64", "scalar", "f32_small", "no_grad"} & set(sent_py[-1])
+    stateful = bool(state_py.get("f32"))
+    # the step after _tamper: a float64 buffer on a float32 parameter goes to the reference rule (which moves it
+    # back to float32, with a warning); a replaced buffer of the right kind is re-checked and fused
+    assert ("later_state_wrong_dtype" in sent_py[3]) == stateful
+    assert "later_state_replaced" not in sent_py[3] and "later_state_wrong_dtype" not in sent_py[4]
+    for name, value in params_py.items():
+        assert torch.equal(params_native[name], value), name
+    assert state_native.keys() == state_py.keys()
+    for name, entries in state_py.items():
+        for key, value in entries.items():
+            assert torch.equal(torch.as_tensor(state_native[name][key]), torch.as_tensor(value)), (name, key)
+
+
+@pytest.mark.skipif(not HAVE_CXX, reason="no C++ compiler: the native gatherer cannot be built here")
+def test_native_gatherer_bumps_versions_and_keeps_autograd_honest(monkeypatch):
+    """A step between forward and backward must still be caught by autograd's saved-tensor check."""
+    assert cpu_build.gather_module(wait=True) is not None
+    monkeypatch.setattr(cpu_step, "GATHER", "native")
+    w = torch.nn.Parameter(torch.randn(5))
+    opt = descentlab.Adam([w], lr=0.1, impl="fused")
+    w.grad = torch.ones(5)
+    opt.step()  # creates the state (reference rule)
+    loss = (w * w).sum()
+    w.grad = torch.ones(5)
+    before = w._version
+    opt.step()
+    assert cpu_step.fused_tensor_count(opt) == 1 and w._version > before
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
+
+
+def test_small_groups_do_not_start_the_build_and_a_large_one_does(tmp_path):
+    """A model of a few tensors never pays for the C++ compiler; the first group of at least
+    NATIVE_GATHER_MIN_TENSORS tensors starts it in the background, and the step itself does not wait."""
+    script = textwrap.dedent("""
+        import torch, descentlab
+        from descentlab.fused import cpu_build, cpu_step
+        small = [torch.nn.Parameter(torch.ones(3)) for _ in range(cpu_step.NATIVE_GATHER_MIN_TENSORS - 1)]
+        opt = descentlab.SGD(small, lr=0.1, impl="fused")
+        for p in small: p.grad = torch.ones(3)
+        opt.step()
+        assert cpu_build._gather_thread is None, "a small group started the build"
+        assert cpu_step.fused_tensor_count(opt) == len(small)
+        large = [torch.nn.Parameter(torch.ones(3)) for _ in range(cpu_step.NATIVE_GATHER_MIN_TENSORS)]
+        opt = descentlab.SGD(large, lr=0.1, impl="fused")
+        for p in large: p.grad = torch.ones(3)
+        opt.step()
+        assert cpu_build._gather_thread is not None, "a large group did not start the build"
+        assert cpu_step.fused_tensor_count(opt) == len(large)  # stepped by the Python loop meanwhile
+        print("built", cpu_build.gather_module(wait=True) is not None, cpu_build.gather_unavailable_reason())
+    """)
+    env = {**os.environ, "DESCENTLAB_KERNEL_CACHE": str(tmp_path / "cache")}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr
+    if HAVE_CXX:
+        assert "built True None" in result.stdout, result.stdout
+        assert list((tmp_path / "cache").glob("_descentlab_gather_*.so"))
+        assert not list((tmp_path / "cache").glob("*.tmp.so"))
+
+
+def test_without_a_cxx_compiler_the_python_loop_steps(monkeypatch, tmp_path):
+    """A missing C++ compiler is no error: the Python loop gathers, with the same results, and the reason is
+    kept for who asks."""
+    monkeypatch.setenv("CXX", "no-such-compiler-descentlab")
+    monkeypatch.setenv("DESCENTLAB_KERNEL_CACHE", str(tmp_path))
+    for name in ("_gather_loaded", "_gather_failed", "_gather_thread", "_gather_built"):
+        monkeypatch.setattr(cpu_build, name, None)
+    monkeypatch.setattr(cpu_build, "_loaded", cpu_build.library())  # the C kernels themselves stay loaded
+    monkeypatch.setattr(cpu_step, "GATHER", "native")
+    ps = [torch.nn.Parameter(torch.ones(4)) for _ in range(3)]
+    opt = descentlab.SGD(ps, lr=0.5, impl="fused")
+    for p in ps:
+        p.grad = torch.ones(4)
+    opt.step()
+    assert all(torch.equal(p.detach(), torch.full((4,), 0.5)) for p in ps)
+    assert cpu_step.fused_tensor_count(opt) == 3
+    assert "no-such-compiler-descentlab" in cpu_build.gather_unavailable_reason()
+    assert cpu_build.gather_module() is None
+
+
+def test_a_bad_gather_mode_names_the_choices(monkeypatch):
+    monkeypatch.setattr(cpu_step, "GATHER", "fast")
+    p = torch.nn.Parameter(torch.ones(2))
+    p.grad = torch.ones(2)
+    with pytest.raises(ValueError, match=r"GATHER must be one of \('auto', 'native', 'python'\), not 'fast'"):
+        descentlab.SGD([p], lr=0.1, impl="fused").step()
