@@ -8,6 +8,7 @@ effective bandwidth (bytes/param × n ÷ time) as a fraction of an in-place tria
 (12 bytes/element) timed in the same run. A GPU section runs when CUDA is present. Run::
 
     .venv/bin/python benchmarks/step_speed.py [--repeats 15] [--layouts a,b,c] [--optimizers rmsprop,adam]
+                                              [--gather native|python|auto]
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any, Callable
 import torch
 
 import descentlab
+from descentlab.fused import cpu_build, cpu_step
 
 LAYOUTS = {"a": (1, 16_000_000), "b": (160, 100_000), "c": (2000, 1_000)}
 # name: (descentlab class, descentlab kwargs, torch class, torch kwargs, fp32 bytes/param, torch has fused)
@@ -96,7 +98,7 @@ def run(args: argparse.Namespace) -> None:
     for bad in [x for x in layouts if x not in LAYOUTS] + [x for x in names if x not in CASES]:
         raise SystemExit(f"unknown layout/optimizer {bad!r}; layouts {list(LAYOUTS)}, optimizers {list(CASES)}")
     print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, impl={args.impl}, "
-          f"repeats {args.repeats}")
+          f"gather={args.gather}, repeats {args.repeats}")
     print("| layout | optimizer | descentlab ms | best torch ms (mode) | speed-up | dl GB/s | triad GB/s | dl/triad "
           "| first fused step s |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -123,9 +125,16 @@ def main() -> None:
     parser.add_argument("--optimizers", default="")
     parser.add_argument("--impl", default="fused", choices=["auto", "reference", "fused"])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--gather", default="native", choices=list(cpu_step.GATHER_MODES),
+                        help="who picks the tensors for the C kernels: the C++ gatherer (built before timing), "
+                             "the Python loop, or auto (the library's default)")
     args = parser.parse_args()
     if args.repeats < 1:
         raise SystemExit(f"--repeats must be >= 1, got {args.repeats}")
+    cpu_step.GATHER = args.gather
+    if args.gather == "native" and cpu_build.gather_module(wait=True) is None:
+        raise SystemExit(f"the native gatherer is unavailable: {cpu_build.gather_unavailable_reason()}; "
+                         "use --gather python")
     run(args)
     if args.device == "cpu" and torch.cuda.is_available():
         print("\nGPU section (CUDA present):")
