@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import descentlab
-from descentlab.fused import cpu_step
+from descentlab.fused import cpu_build, cpu_step
 
 TOL = {torch.float32: dict(rtol=1.3e-6, atol=1e-5), torch.float64: dict(rtol=1e-13, atol=1e-13)}
 pytestmark = [pytest.mark.filterwarnings("error:descentlab. CPU fused kernels unavailable"),
@@ -310,3 +310,16 @@ def test_a_copied_optimizer_still_counts_skipped_steps():
     twin.step()
     opt.step()
     assert torch.equal(p, q) and _fused_count(twin) == 1
+
+
+def test_a_compiler_command_with_arguments_is_accepted(tmp_path, monkeypatch):
+    """``CC="ccache gcc"`` is a common setting: the command is split as a shell would; only its program must
+    exist (here ``env cc``, as ccache may not be installed). A wrong program is still named in the error."""
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    monkeypatch.setenv("DESCENTLAB_KERNEL_CACHE", str(tmp_path))
+    monkeypatch.setenv("CC", f"env {compiler}")
+    built = cpu_build.build()
+    assert built.exists() and built.parent == tmp_path
+    monkeypatch.setenv("CC", "no-such-ccache gcc")
+    with pytest.raises(RuntimeError, match=r"\$CC='no-such-ccache gcc' is not an executable compiler"):
+        cpu_build.build()

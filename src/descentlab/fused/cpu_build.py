@@ -19,6 +19,7 @@ import ctypes
 import hashlib
 import os
 import platform
+import shlex
 import shutil
 import stat
 import subprocess
@@ -49,17 +50,25 @@ def cache_dir() -> Path:
     return base / "descentlab" / "kernels"
 
 
-def _compiler() -> str:
-    """``$CC`` if set (it must exist: a wrong ``$CC`` is reported, not silently replaced), else cc or gcc."""
-    if os.environ.get("CC"):
-        found = shutil.which(os.environ["CC"])
+def _command_from_env(variable: str, defaults: tuple[str, ...], what: str) -> list[str]:
+    """The compiler command in ``$variable`` — split like a shell would, so ``ccache gcc`` works; its program
+    must exist (a wrong setting is reported, not silently replaced) — else the first of ``defaults`` found."""
+    if os.environ.get(variable):
+        words = shlex.split(os.environ[variable])
+        found = shutil.which(words[0]) if words else None
         if found is None:
-            raise RuntimeError(f"$CC={os.environ['CC']!r} is not an executable compiler")
-        return found
-    found = shutil.which("cc") or shutil.which("gcc")
-    if found is None:
-        raise RuntimeError("no C compiler found (install gcc, or set $CC)")
-    return found
+            raise RuntimeError(f"${variable}={os.environ[variable]!r} is not an executable compiler")
+        return [found, *words[1:]]
+    for name in defaults:
+        found = shutil.which(name)
+        if found is not None:
+            return [found]
+    raise RuntimeError(f"no {what} compiler found (install {defaults[-1]}, or set ${variable})")
+
+
+def _compiler() -> list[str]:
+    """The C compiler command: ``$CC`` if set, else cc or gcc."""
+    return _command_from_env("CC", ("cc", "gcc"), "C")
 
 
 def _cpu_signature() -> str:
@@ -72,12 +81,12 @@ def _cpu_signature() -> str:
     return "\n".join(sorted(set(lines)))
 
 
-def _library_path(compiler: str) -> Path:
+def _library_path(compiler: list[str]) -> Path:
     here = Path(__file__).parent
     digest = hashlib.sha256()
     for name in SOURCES:
         digest.update((here / name).read_bytes())
-    version = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=False).stdout
+    version = subprocess.run([*compiler, "--version"], capture_output=True, text=True, check=False).stdout
     for part in (" ".join(FLAGS), version, platform.machine(), _cpu_signature()):
         digest.update(part.encode())
     return cache_dir() / f"libdescentlab_kernels_{digest.hexdigest()[:16]}.so"
@@ -100,7 +109,7 @@ def _check_private(folder: Path) -> None:
                            "(set $DESCENTLAB_KERNEL_CACHE to a folder of yours)")
 
 
-def build(compiler: str | None = None) -> Path:
+def build(compiler: list[str] | None = None) -> Path:
     """Compile the kernels (if not cached) and return the library's path; raise on failure.
     An unwritable cache folder (a read-only home) falls back to a per-user folder in the temp dir."""
     compiler = compiler or _compiler()
@@ -116,10 +125,10 @@ def build(compiler: str | None = None) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=target.stem + ".", suffix=".tmp.so", dir=target.parent)
     os.close(fd)
     try:
-        result = subprocess.run([compiler, *FLAGS, "-o", tmp, str(Path(__file__).parent / "cpu_kernels.c")],
+        result = subprocess.run([*compiler, *FLAGS, "-o", tmp, str(Path(__file__).parent / "cpu_kernels.c")],
                                 capture_output=True, text=True, check=False)
         if result.returncode != 0:
-            raise RuntimeError(f"{compiler} failed:\n{result.stderr.strip()[-2000:]}")
+            raise RuntimeError(f"{' '.join(compiler)} failed:\n{result.stderr.strip()[-2000:]}")
         os.replace(tmp, target)  # atomic: a concurrent process sees the old state or the whole file
     finally:
         if os.path.exists(tmp):
@@ -178,20 +187,12 @@ _gather_thread: threading.Thread | None = None
 _gather_built: Path | None = None
 
 
-def _cxx_compiler() -> str:
-    """``$CXX`` if set (it must exist), else c++ or g++."""
-    if os.environ.get("CXX"):
-        found = shutil.which(os.environ["CXX"])
-        if found is None:
-            raise RuntimeError(f"$CXX={os.environ['CXX']!r} is not an executable compiler")
-        return found
-    found = shutil.which("c++") or shutil.which("g++")
-    if found is None:
-        raise RuntimeError("no C++ compiler found (install g++, or set $CXX)")
-    return found
+def _cxx_compiler() -> list[str]:
+    """The C++ compiler command: ``$CXX`` if set, else c++ or g++."""
+    return _command_from_env("CXX", ("c++", "g++"), "C++")
 
 
-def _gather_command(compiler: str, output: str) -> list[str]:
+def _gather_command(compiler: list[str], output: str) -> list[str]:
     """The compile-and-link command of the gatherer: against the running torch's headers and libraries and the
     running Python's headers, with torch's C++ ABI, the kernels of cpu_kernels.c resolved through addresses."""
     import sysconfig
@@ -202,19 +203,19 @@ def _gather_command(compiler: str, output: str) -> list[str]:
     torch_lib = str(Path(torch.__file__).parent / "lib")
     abi = int(torch._C._GLIBCXX_USE_CXX11_ABI)
     includes = [f"-I{path}" for path in cpp_extension.include_paths()] + [f"-I{sysconfig.get_paths()['include']}"]
-    return [compiler, *GATHER_FLAGS, f"-D_GLIBCXX_USE_CXX11_ABI={abi}", *includes,
+    return [*compiler, *GATHER_FLAGS, f"-D_GLIBCXX_USE_CXX11_ABI={abi}", *includes,
             str(Path(__file__).parent / GATHER_SOURCE), "-o", output,
             f"-L{torch_lib}", "-ltorch_python", "-ltorch_cpu", "-lc10", f"-Wl,-rpath,{torch_lib}"]
 
 
-def _gather_path(compiler: str) -> Path:
+def _gather_path(compiler: list[str]) -> Path:
     import sys
     import sysconfig
 
     import torch
 
     digest = hashlib.sha256((Path(__file__).parent / GATHER_SOURCE).read_bytes())
-    version = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=False).stdout
+    version = subprocess.run([*compiler, "--version"], capture_output=True, text=True, check=False).stdout
     for part in (" ".join(GATHER_FLAGS), version, platform.machine(), torch.__version__, torch.__file__,
                  sys.version, str(sysconfig.get_config_var("EXT_SUFFIX"))):
         digest.update(part.encode())
@@ -233,7 +234,7 @@ def _remove_stale_temporaries(folder: Path, age_s: float = 3600.0) -> None:
             pass
 
 
-def build_gather(compiler: str | None = None) -> Path:
+def build_gather(compiler: list[str] | None = None) -> Path:
     """Compile the gatherer (if not cached) and return its path; raise on failure (≈ 10 s on 2 cores)."""
     compiler = compiler or _cxx_compiler()
     target = _gather_path(compiler)
@@ -251,7 +252,7 @@ def build_gather(compiler: str | None = None) -> Path:
     try:
         result = subprocess.run(_gather_command(compiler, tmp), capture_output=True, text=True, check=False)
         if result.returncode != 0:
-            raise RuntimeError(f"{compiler} failed:\n{result.stderr.strip()[-2000:]}")
+            raise RuntimeError(f"{' '.join(compiler)} failed:\n{result.stderr.strip()[-2000:]}")
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
