@@ -3,7 +3,7 @@
 // cpu_step.fused_cpu_step spends about 1.3 µs per parameter in Python deciding whether a tensor may go to a
 // C kernel and collecting its addresses; on a model of 2 000 small tensors that costs more than the kernel
 // itself and more than torch's whole foreach step. This module does the same decisions on the C++ tensors
-// (≈ 0.1–0.2 µs a parameter, most of it the optimizer-state dict lookup) and calls the kernels of
+// (≈ 0.15–0.3 µs a parameter, kernel included, most of it the optimizer-state dict lookup) and calls the kernels of
 // cpu_kernels.h through their addresses. It is optional: built in the background by cpu_build.py, used
 // once it is ready; cpu_step.py's Python loop stays the reference and tests/test_fused_cpu_gather.py checks
 // that both take the same tensors and give bit-identical results.

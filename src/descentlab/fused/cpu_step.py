@@ -14,7 +14,7 @@ complex, sparse, non-contiguous, another device, a tensor's first step (state cr
 subclass of a descentlab optimizer (it may override ``_update``), ``differentiable``.
 
 Who gathers: the checks above cost ≈ 1.3 µs a tensor in Python, more than the kernel itself on a model of
-thousands of small tensors. ``cpu_gather.cpp`` makes the same decisions in C++ (≈ 0.1–0.2 µs a tensor); it is
+thousands of small tensors. ``cpu_gather.cpp`` makes the same decisions in C++ (≈ 0.15–0.3 µs a tensor); it is
 compiled against the installed torch in a background thread the first time a group of at least
 :data:`NATIVE_GATHER_MIN_TENSORS` tensors is stepped and used from then on (every group). The Python loop is
 its reference and its fallback (no C++ compiler, no Python headers); tests/test_fused_cpu_gather.py and the
