@@ -51,6 +51,7 @@ def test_many_random_kills_then_exact_finish(tmp_path):
     assert kills >= 2, "the run finished before it could be killed twice: the kill targets outran the run"
     final = _start(ckpt, out, pause=0.0)
     assert final.wait(timeout=180) == 0, final.stderr.read()
+    assert not list(ckpt.glob(".*.tmp")), "a half-written checkpoint of a killed run was left behind"
     a, b = torch.load(tmp_path / "ref.pt"), torch.load(out)
     for key in a:
         assert torch.equal(a[key], b[key]), f"{key} differs after {kills} kills and resumes"

@@ -59,6 +59,21 @@ def test_checkpoints_are_atomic_and_the_last_n_are_kept(tmp_path):
         assert load_latest_checkpoint(tmp_path)["value"] == 5
 
 
+def test_half_written_checkpoints_of_dead_writers_are_removed_and_live_ones_kept(tmp_path):
+    """A process killed mid-write leaves ``.checkpoint-….pt.<pid>.tmp``; the next save removes it — but never the
+    temporary file of a writer that still runs."""
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(finished.stdout)  # that process has ended
+    orphan = tmp_path / f".checkpoint-000000003.pt.{dead_pid}.tmp"
+    live = tmp_path / f".checkpoint-000000003.pt.{os.getpid()}.tmp"
+    unrelated = tmp_path / ".notes.tmp"
+    for path in (orphan, live, unrelated):
+        path.write_bytes(b"half")
+    save_checkpoint(tmp_path, 4, {"value": 4})
+    assert not orphan.exists() and live.exists() and unrelated.exists()
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint-000000004.pt"]
+
+
 def test_batch_gd_cost_falls_every_epoch_and_sgd_falls_on_average():
     d = datasets.load("breast_cancer")
     losses = {}

@@ -38,7 +38,34 @@ def save_checkpoint(folder: str | os.PathLike, step: int, payload: dict[str, Any
     os.replace(tmp, path)
     for old in list_checkpoints(folder)[:-keep_last]:
         old.unlink(missing_ok=True)
+    remove_orphaned_temporaries(folder)
     return path
+
+
+TEMPORARY = re.compile(r"^\.checkpoint-\d{9}\.pt\.(\d+)\.tmp$")
+
+
+def remove_orphaned_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete the half-written checkpoints of writers that died (killed mid-write: their process id, which the
+    temporary file's name carries, no longer runs on this machine) and return them. A live writer's file stays."""
+    removed = []
+    for path in Path(folder).iterdir():
+        match = TEMPORARY.match(path.name)
+        if match is None or _process_alive(int(match.group(1))):
+            continue
+        path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # another user's process (or a number no process can have: kept, to be safe)
+    return True
 
 
 def list_checkpoints(folder: str | os.PathLike) -> list[Path]:
