@@ -323,3 +323,29 @@ def test_a_compiler_command_with_arguments_is_accepted(tmp_path, monkeypatch):
     monkeypatch.setenv("CC", "no-such-ccache gcc")
     with pytest.raises(RuntimeError, match=r"\$CC='no-such-ccache gcc' is not an executable compiler"):
         cpu_build.build()
+
+
+def test_amsgrad_keeps_a_nan_running_max_as_torch_maximum_does():
+    """A NaN already in ``max_exp_avg_sq`` (a loaded state) must stay NaN, and spoil those parameters, as
+    ``torch.maximum`` makes it in the reference rule; ``x > v ? x : v`` used to drop it silently."""
+    gen = torch.Generator().manual_seed(3)
+    fused = [torch.nn.Parameter(torch.randn(70_001, generator=gen)) for _ in range(2)]
+    ref = [torch.nn.Parameter(p.detach().clone()) for p in fused]
+    of = descentlab.Adam(fused, lr=0.01, amsgrad=True, impl="fused")
+    orf = descentlab.Adam(ref, lr=0.01, amsgrad=True, impl="reference")
+    for step in range(3):
+        for p, q in zip(fused, ref):
+            p.grad = torch.randn(p.shape, generator=gen)
+            q.grad = p.grad.clone()
+        of.step()
+        orf.step()
+        if step == 0:
+            for opt, params in ((of, fused), (orf, ref)):
+                opt.state[params[1]]["max_exp_avg_sq"][[0, 5, 70_000]] = float("nan")
+    assert cpu_step.fused_tensor_count(of) == 2
+    for p, q in zip(fused, ref):
+        assert torch.equal(p.isnan(), q.isnan())
+        torch.testing.assert_close(p, q, **TOL[torch.float32], equal_nan=True)
+        torch.testing.assert_close(of.state[p]["max_exp_avg_sq"], orf.state[q]["max_exp_avg_sq"],
+                                   **TOL[torch.float32], equal_nan=True)
+    assert fused[1].isnan().sum() == 3 and not fused[0].isnan().any()

@@ -315,7 +315,7 @@ KERNEL_SIGNATURE(adam) {
         PREPARE(g, p)                                                                             \
         T m = LERP(M[j], g, one_minus_b1); M[j] = m;                                              \
         T v = FMA(one_minus_b2 * g, g, V[j] * beta2); V[j] = v;                                \
-        if (AMS) { T x = X[j]; v = x > v ? x : v; X[j] = v; }                                      \
+        if (AMS) { T x = X[j]; v = (x > v || x != x) ? x : v; X[j] = v; } /* torch.maximum: NaN wins */ \
         T d = (INSIDE) ? SQRT(v / c + eps) : SQRT(v) / c + eps;                                    \
         P[j] = STOREP(p + (neg_step * m) / d);                                                            \
     }
