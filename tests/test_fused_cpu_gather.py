@@ -238,3 +238,36 @@ def test_a_bad_gather_mode_names_the_choices(monkeypatch):
     p.grad = torch.ones(2)
     with pytest.raises(ValueError, match=r"GATHER must be one of \('auto', 'native', 'python'\), not 'fast'"):
         descentlab.SGD([p], lr=0.1, impl="fused").step()
+
+
+@pytest.mark.skipif(not HAVE_CXX, reason="no C++ compiler: the native gatherer cannot be built here")
+def test_native_gatherer_sends_partly_overlapping_memory_to_the_reference_rule(monkeypatch):
+    """Views of one buffer that overlap in part, and a gradient that is an offset view of its own parameter:
+    the kernel would race on that memory; the native gatherer hands them to the reference rule, which steps
+    one parameter after the other (or raises torch's overlap error), so the fused result is the reference's.
+    (The Python loop catches only exact aliasing: see docs/speed.md.)"""
+    assert cpu_build.gather_module(wait=True) is not None
+    monkeypatch.setattr(cpu_step, "GATHER", "native")
+    torch.set_num_threads(2)
+    results = {}
+    for impl in ("fused", "reference"):
+        buffer = torch.zeros(150_000)
+        a = torch.nn.Parameter(buffer[:100_000])
+        b = torch.nn.Parameter(buffer[50_000:])
+        c = torch.nn.Parameter(torch.zeros(60_000))  # independent: still fused
+        opt = descentlab.Adam([a, b, c], lr=0.1, impl=impl)
+        for step in range(3):
+            a.grad, b.grad, c.grad = torch.ones(100_000), torch.full((100_000,), -2.0), torch.ones(60_000)
+            opt.step()
+        results[impl] = (buffer.clone(), c.detach().clone(), cpu_step.fused_tensor_count(opt))
+    assert torch.equal(results["fused"][0], results["reference"][0])
+    assert torch.equal(results["fused"][1], results["reference"][1])
+    assert results["fused"][2] == 1  # c alone
+
+    for impl in ("fused", "reference"):
+        storage = torch.zeros(200)
+        p = torch.nn.Parameter(storage[:100])
+        opt = descentlab.SGD([p], lr=0.1, impl=impl)
+        p.grad = storage[50:150]  # overlaps the parameter's second half
+        with pytest.raises(RuntimeError, match="single memory location"):
+            opt.step()

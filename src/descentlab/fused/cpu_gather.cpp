@@ -30,7 +30,7 @@
 
 #include <cstdint>
 #include <cstring>
-#include <unordered_map>
+#include <algorithm>
 #include <vector>
 
 namespace {
@@ -64,6 +64,21 @@ bool is_param_dtype(c10::ScalarType t) {
     return t == c10::kFloat || t == c10::kDouble || t == c10::kBFloat16 || t == c10::kHalf;
 }
 
+// The bytes a tensor covers, [lo, hi), whose parameter it serves (its index in the group) and whether the kernel
+// writes it (parameters and state always; gradients when GradScaler's unscale writes them back).
+struct Span {
+    uintptr_t lo, hi;
+    Py_ssize_t owner;
+    bool written;
+};
+
+Span span_of(const at::Tensor &t, c10::ScalarType dtype, Py_ssize_t owner, bool written) {
+    const uintptr_t lo = reinterpret_cast<uintptr_t>(t.data_ptr());
+    return Span{lo, lo + static_cast<uintptr_t>(t.numel()) * c10::elementSize(dtype), owner, written};
+}
+
+bool overlap(const Span &x, const Span &y) { return x.lo < y.hi && y.lo < x.hi && x.lo < x.hi && y.lo < y.hi; }
+
 // One kernel call: per tensor the parameter, its gradient, the state tensors (s0, s1, s2, step, extra).
 struct Batch {
     std::vector<int64_t> numel;
@@ -86,11 +101,12 @@ struct Args {
     double grad_inv_scale;
 };
 
-// Decide for one parameter (a Python object of the group) whether it is stepped, and where; -1 = rest,
-// -2 = no gradient (skipped, as the reference loop skips it), -3 = a Python error is set.
-int examine(const Args &a, PyObject *obj, PyObject *const key_objs[3], int stateful, bool have_wide,
-            c10::ScalarType wide, Batch *batches[8], Batch *&target, at::Tensor &param_out, at::Tensor &grad_out,
-            void *state_ptrs[5]) {
+// Decide for one parameter (a Python object of the group, at index `owner`) whether it is stepped, and where;
+// -1 = rest, -2 = no gradient (skipped, as the reference loop skips it), -3 = a Python error is set. On success
+// `spans` holds the memory of its tensors (n_spans of them).
+int examine(const Args &a, PyObject *obj, Py_ssize_t owner, PyObject *const key_objs[3], int stateful,
+            bool have_wide, c10::ScalarType wide, Batch *batches[8], Batch *&target, at::Tensor &param_out,
+            at::Tensor &grad_out, void *state_ptrs[5], Span spans[6], int &n_spans) {
     if (!THPVariable_Check(obj)) return -1;
     const at::Tensor &param = THPVariable_Unpack(obj);
     const at::Tensor &grad = param.grad();
@@ -111,6 +127,7 @@ int examine(const Args &a, PyObject *obj, PyObject *const key_objs[3], int state
     const int64_t numel = param.numel();
     int count = 0;
     void *pointers[6];
+    spans[count] = span_of(param, pdtype, owner, true);
     pointers[count++] = param.data_ptr();
     for (int k = 0; k < 3; k++) {
         state_ptrs[k] = nullptr;
@@ -120,6 +137,7 @@ int examine(const Args &a, PyObject *obj, PyObject *const key_objs[3], int state
         const at::Tensor &t = THPVariable_Unpack(entry);
         if (t.scalar_type() != sdtype || !strided_cpu_contiguous(t) || t.sizes() != param.sizes() || odd_memory(t))
             return -1;
+        spans[count] = span_of(t, sdtype, owner, true);
         state_ptrs[k] = pointers[count++] = t.data_ptr();
     }
     state_ptrs[3] = state_ptrs[4] = nullptr;
@@ -134,6 +152,7 @@ int examine(const Args &a, PyObject *obj, PyObject *const key_objs[3], int state
             (st != c10::kFloat && st != c10::kDouble) || odd_memory(step))
             return -1;
         step_kind = st == c10::kDouble ? 1 : 0;
+        spans[count] = span_of(step, st, owner, true);
         state_ptrs[3] = pointers[count++] = step.data_ptr();
         if (a.extra != Py_None) {
             PyObject *extra_entry = state_entry(state, a.extra);
@@ -142,12 +161,13 @@ int examine(const Args &a, PyObject *obj, PyObject *const key_objs[3], int state
             if (!extra.device().is_cpu() || extra.layout() != c10::kStrided || extra.dim() != 0 ||
                 extra.scalar_type() != st || odd_memory(extra))
                 return -1;
+            spans[count] = span_of(extra, st, owner, true);
             state_ptrs[4] = pointers[count++] = extra.data_ptr();
         }
     }
-    for (int i = 0; i < count; i++)  // two of them share memory
+    for (int i = 0; i < count; i++)  // two of them share memory, wholly or in part
         for (int j = i + 1; j < count; j++)
-            if (pointers[i] == pointers[j]) return -1;
+            if (pointers[i] == pointers[j] || overlap(spans[i], spans[j])) return -1;
     // the gradient: a plain dense contiguous CPU tensor of the parameter's dtype and size, memory of its own.
     // Its Python object, if it has one (a gradient made by backward has none until Python asks), must be a
     // torch.Tensor, as cpu_step.py requires.
@@ -158,8 +178,10 @@ int examine(const Args &a, PyObject *obj, PyObject *const key_objs[3], int state
         return -1;
     void *grad_pointer = grad._is_zerotensor() ? nullptr : grad.data_ptr();
     if (grad_pointer == nullptr) return -1;
+    spans[count] = span_of(grad, pdtype, owner, a.grad_inv_scale != 0);
     for (int i = 0; i < count; i++)
-        if (pointers[i] == grad_pointer) return -1;
+        if (pointers[i] == grad_pointer || overlap(spans[i], spans[count])) return -1;
+    n_spans = count + 1;
     const int slot = variant * 2 + step_kind;
     if (batches[slot] == nullptr) batches[slot] = new Batch();
     target = batches[slot];
@@ -221,14 +243,17 @@ PyObject *step_group(PyObject *, PyObject *args) {
     std::vector<char> to_rest(static_cast<size_t>(n), 0);
     bool any_rest = false;
     Py_ssize_t stepped = 0;
+    std::vector<Span> spans;
     try {
         for (Py_ssize_t i = 0; i < n; i++) {
             PyObject *obj = PyList_GET_ITEM(a.params, i);
             Batch *target = nullptr;
             at::Tensor param, grad;
             void *state_ptrs[5];
-            const int slot = examine(a, obj, key_objs, stateful, have_wide, wide, batches, target, param, grad,
-                                     state_ptrs);
+            Span own[6];
+            int n_own = 0;
+            const int slot = examine(a, obj, i, key_objs, stateful, have_wide, wide, batches, target, param, grad,
+                                     state_ptrs, own, n_own);
             if (slot == -3) return nullptr;
             if (slot == -2) continue;
             if (slot == -1) {
@@ -247,17 +272,38 @@ PyObject *step_group(PyObject *, PyObject *args) {
             target->owners.push_back(std::move(param));
             target->grads.push_back(std::move(grad));
             target->index.push_back(i);
+            for (int k = 0; k < n_own; k++)
+                if (own[k].lo < own[k].hi) spans.push_back(own[k]);  // an empty tensor covers no memory
         }
-        // parameters whose memory another parameter of the same batch also is (weights tied through .data):
-        // the kernel could step them on two threads at once; the reference rule steps them one after another
+        // Parameters whose tensors share memory with another parameter's (weights tied through .data, views of one
+        // buffer that overlap, a gradient that is a view of another parameter): the kernel could update that
+        // memory from two threads at once, each from the old values, where the reference rule steps one
+        // parameter after the other. Sorting every tensor's bytes by address, a run of overlapping spans that
+        // involves two parameters and a written span sends all its parameters to the reference rule.
+        std::vector<char> clash(static_cast<size_t>(n), 0);
+        bool any_clash = false;
+        std::sort(spans.begin(), spans.end(), [](const Span &x, const Span &y) { return x.lo < y.lo; });
+        for (size_t first = 0; first < spans.size();) {
+            size_t last = first + 1;
+            uintptr_t end = spans[first].hi;
+            bool written = spans[first].written, several = false;
+            while (last < spans.size() && spans[last].lo < end) {
+                end = std::max(end, spans[last].hi);
+                written = written || spans[last].written;
+                several = several || spans[last].owner != spans[first].owner;
+                last++;
+            }
+            if (several && written) {
+                for (size_t k = first; k < last; k++) clash[static_cast<size_t>(spans[k].owner)] = 1;
+                any_clash = true;
+            }
+            first = last;
+        }
         for (Batch *b : batches) {
-            if (b == nullptr) continue;
-            std::unordered_map<void *, int> counts;
-            for (void *p : b->param) counts[p]++;
-            if (counts.size() == b->param.size()) continue;
+            if (b == nullptr || !any_clash) continue;
             Batch kept;
             for (size_t t = 0; t < b->param.size(); t++) {
-                if (counts[b->param[t]] > 1) {
+                if (clash[static_cast<size_t>(b->index[t])]) {
                     to_rest[static_cast<size_t>(b->index[t])] = 1;
                     any_rest = true;
                     continue;
