@@ -5,6 +5,7 @@ tolerance, 1e-13 for float64, bit for bit where the kernel is exact)."""
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import subprocess
@@ -349,3 +350,32 @@ def test_amsgrad_keeps_a_nan_running_max_as_torch_maximum_does():
         torch.testing.assert_close(of.state[p]["max_exp_avg_sq"], orf.state[q]["max_exp_avg_sq"],
                                    **TOL[torch.float32], equal_nan=True)
     assert fused[1].isnan().sum() == 3 and not fused[0].isnan().any()
+
+
+def test_float64_nadam_resumed_from_torch_state_keeps_the_kernel():
+    """torch's loader casts NAdam's Π (``mu_product``) to a float64 parameter's dtype and keeps ``step`` float32;
+    the kernel used to take one dtype for both counters, so such a parameter fell back to the reference rule
+    for the rest of training. Now it is fused, and equal to the reference rule from the same state."""
+    gen = torch.Generator().manual_seed(5)
+    start = torch.randn(70_001, generator=gen, dtype=torch.float64)
+    grads = [torch.randn(70_001, generator=gen, dtype=torch.float64) for _ in range(6)]
+    t_param = torch.nn.Parameter(start.clone())
+    theirs = torch.optim.NAdam([t_param], lr=0.01)
+    for g in grads[:3]:
+        t_param.grad = g.clone()
+        theirs.step()
+    runs = {}
+    for impl in ("fused", "reference"):
+        w = torch.nn.Parameter(t_param.detach().clone())
+        opt = descentlab.NAdam([w], lr=0.01, impl=impl)
+        opt.load_state_dict(copy.deepcopy(theirs.state_dict()))  # the loader keeps same-dtype tensors: copy
+        assert (opt.state[w]["step"].dtype, opt.state[w]["mu_product"].dtype) == (torch.float32, torch.float64)
+        for g in grads[3:]:
+            w.grad = g.clone()
+            opt.step()
+        runs[impl] = (w.detach().clone(), {k: v.clone() for k, v in opt.state[w].items()}, _fused_count(opt))
+    assert runs["fused"][2] == 1 and runs["reference"][2] == 0
+    torch.testing.assert_close(runs["fused"][0], runs["reference"][0], rtol=1e-13, atol=1e-13)
+    for key, value in runs["reference"][1].items():
+        assert runs["fused"][1][key].dtype == value.dtype, key
+        torch.testing.assert_close(runs["fused"][1][key], value, rtol=1e-13, atol=1e-13)

@@ -33,7 +33,7 @@ SOURCES = ("cpu_kernels.c", "cpu_kernels.h")
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-ffp-contract=off", "-fPIC", "-shared",
          "-std=gnu11")
 KERNELS = ("sgd", "heavy_ball", "ema_momentum", "adagrad", "adadelta", "rmsprop", "adam", "nadam")
-ABI_VERSION = 3
+ABI_VERSION = 4
 #: Kernel variants: (parameter dtype)(state dtype) — float32, float64, and bf16 / fp16 with float32 state.
 VARIANTS = ("f32", "f64", "bf16f32", "f16f32")
 
@@ -178,7 +178,7 @@ def unavailable_reason() -> str | None:
 
 GATHER_SOURCE = "cpu_gather.cpp"
 GATHER_MODULE = "_descentlab_gather"
-GATHER_ABI_VERSION = 2
+GATHER_ABI_VERSION = 3
 GATHER_FLAGS = ("-O2", "-fPIC", "-shared", "-std=c++17", "-w")
 
 _gather_loaded: Any = None

@@ -14,7 +14,7 @@
 //   states       optimizer.state (a dict keyed by parameter), or None for a stateless rule
 //   keys         (s0, s1, s2): state entry names passed as the kernel's s0, s1, s2, or None
 //   steps        1 if state["step"] is read and advanced by the kernel
-//   extra        name of an extra 0-d state of the step counter's dtype (NAdam's "mu_product"), or None
+//   extra        name of an extra 0-d float32/float64 state (NAdam's "mu_product"), or None
 //   state_dtype  the group's state_dtype (a torch.dtype) or None
 //   kernels      the addresses of the rule's kernel variants f32, f64, bf16f32, f16f32
 //   kernel_name  for error messages
@@ -105,7 +105,7 @@ struct Args {
 // -1 = rest, -2 = no gradient (skipped, as the reference loop skips it), -3 = a Python error is set. On success
 // `spans` holds the memory of its tensors (n_spans of them).
 int examine(const Args &a, PyObject *obj, Py_ssize_t owner, PyObject *const key_objs[3], int stateful,
-            bool have_wide, c10::ScalarType wide, Batch *batches[8], Batch *&target, at::Tensor &param_out,
+            bool have_wide, c10::ScalarType wide, Batch *batches[16], Batch *&target, at::Tensor &param_out,
             at::Tensor &grad_out, void *state_ptrs[5], Span spans[6], int &n_spans) {
     if (!THPVariable_Check(obj)) return -1;
     const at::Tensor &param = THPVariable_Unpack(obj);
@@ -158,10 +158,12 @@ int examine(const Args &a, PyObject *obj, Py_ssize_t owner, PyObject *const key_
             PyObject *extra_entry = state_entry(state, a.extra);
             if (extra_entry == nullptr) return PyErr_Occurred() ? -3 : -1;
             const at::Tensor &extra = THPVariable_Unpack(extra_entry);
+            const c10::ScalarType et = extra.scalar_type();
             if (!extra.device().is_cpu() || extra.layout() != c10::kStrided || extra.dim() != 0 ||
-                extra.scalar_type() != st || odd_memory(extra))
+                (et != c10::kFloat && et != c10::kDouble) || odd_memory(extra))
                 return -1;
-            spans[count] = span_of(extra, st, owner, true);
+            if (et == c10::kDouble) step_kind |= 2;  // torch's loader makes NAdam's Π float64 beside a float32 step
+            spans[count] = span_of(extra, et, owner, true);
             state_ptrs[4] = pointers[count++] = extra.data_ptr();
         }
     }
@@ -182,7 +184,7 @@ int examine(const Args &a, PyObject *obj, Py_ssize_t owner, PyObject *const key_
     for (int i = 0; i < count; i++)
         if (pointers[i] == grad_pointer || overlap(spans[i], spans[count])) return -1;
     n_spans = count + 1;
-    const int slot = variant * 2 + step_kind;
+    const int slot = variant * 4 + step_kind;
     if (batches[slot] == nullptr) batches[slot] = new Batch();
     target = batches[slot];
     param_out = param;
@@ -234,10 +236,10 @@ PyObject *step_group(PyObject *, PyObject *args) {
         if (PyErr_Occurred()) return nullptr;
     }
 
-    Batch *batches[8] = {nullptr};
+    Batch *batches[16] = {nullptr};
     struct Cleanup {
         Batch **b;
-        ~Cleanup() { for (int i = 0; i < 8; i++) delete b[i]; }
+        ~Cleanup() { for (int i = 0; i < 16; i++) delete b[i]; }
     } cleanup{batches};
     const Py_ssize_t n = PyList_GET_SIZE(a.params);
     std::vector<char> to_rest(static_cast<size_t>(n), 0);
@@ -322,7 +324,7 @@ PyObject *step_group(PyObject *, PyObject *args) {
             }
             *b = std::move(kept);
         }
-        for (int slot = 0; slot < 8; slot++) {
+        for (int slot = 0; slot < 16; slot++) {
             Batch *b = batches[slot];
             if (b == nullptr || b->param.empty()) continue;
             stepped += static_cast<Py_ssize_t>(b->param.size());
@@ -330,10 +332,10 @@ PyObject *step_group(PyObject *, PyObject *args) {
             const bool has0 = key_objs[0] != Py_None, has1 = key_objs[1] != Py_None, has2 = key_objs[2] != Py_None;
             int status;
             Py_BEGIN_ALLOW_THREADS
-            status = kernels[slot / 2](static_cast<int64_t>(b->param.size()), b->numel.data(), b->param.data(),
+            status = kernels[slot / 4](static_cast<int64_t>(b->param.size()), b->numel.data(), b->param.data(),
                                        b->grad.data(), column(b->s0, has0), column(b->s1, has1),
                                        column(b->s2, has2), column(b->step, a.steps != 0),
-                                       column(b->extra, a.extra != Py_None), slot % 2, hp.data(), a.grad_inv_scale,
+                                       column(b->extra, a.extra != Py_None), slot % 4, hp.data(), a.grad_inv_scale,
                                        static_cast<int>(a.nthreads));
             Py_END_ALLOW_THREADS
             if (status == 1) {
@@ -372,7 +374,7 @@ PyObject *step_group(PyObject *, PyObject *args) {
 
 PyMethodDef methods[] = {
     {"step_group", step_group, METH_VARARGS, "Check and step a param group's tensors with a kernel (see the source)."},
-    {"abi_version", [](PyObject *, PyObject *) -> PyObject * { return PyLong_FromLong(2); }, METH_NOARGS,
+    {"abi_version", [](PyObject *, PyObject *) -> PyObject * { return PyLong_FromLong(3); }, METH_NOARGS,
      "The calling convention's version."},
     {nullptr, nullptr, 0, nullptr}};
 

@@ -10,7 +10,7 @@
  *                           void *const *param, void *const *grad,     data pointers
  *                           void *const *s0, void *const *s1, void *const *s2,   state tensors
  *                           void *const *step, void *const *extra,     0-d step counters, NAdam's Π
- *                           int step_f64, const double *hp,
+ *                           int step_f64, const double *hp,        bit 0: step float64, bit 1: extra float64
  *                           double grad_inv_scale, int nthreads);   1/GradScaler scale, 0 = none
  */
 #include <math.h>
@@ -22,7 +22,7 @@
 /* Below this many elements in a call the step runs on one thread (starting a team costs more). */
 #define DL_MIN_PARALLEL 32768
 
-int dl_abi_version(void) { return 3; }
+int dl_abi_version(void) { return 4; }
 
 /* offsets[t] = numel[0] + … + numel[t-1]; offsets[n] is the total. Caller frees. */
 static int64_t *prefix_offsets(int64_t n, const int64_t *numel) {

@@ -78,7 +78,7 @@
 
 /* Advance every step counter by one (as ``state["step"] += 1``) and return tensor t's new step. */
 static inline double CAT(advance, SUF)(void *const *step, int step_f64, int64_t t) {
-    if (step_f64) { double *s = (double *)step[t]; *s = *s + 1.0; return *s; }
+    if (step_f64 & 1) { double *s = (double *)step[t]; *s = *s + 1.0; return *s; }
     float *s = (float *)step[t]; *s = *s + 1.0f; return (double)*s;
 }
 
@@ -357,7 +357,7 @@ KERNEL_SIGNATURE(nadam) {
         double mu = b1 * (1.0 - 0.5 * pow(0.96, s * psi));
         double mu_next = b1 * (1.0 - 0.5 * pow(0.96, (s + 1) * psi));
         double product;
-        if (step_f64) { double *q = (double *)extra[t]; *q = *q * mu; product = *q; }
+        if (step_f64 & 2) { double *q = (double *)extra[t]; *q = *q * mu; product = *q; }
         else { float *q = (float *)extra[t]; *q = *q * (float)mu; product = (double)*q; }
         k[3 * t] = (T)(1.0 - pow(b2, s));
         k[3 * t + 1] = (T)(-lr * (1.0 - mu) / (1.0 - product));

@@ -189,9 +189,10 @@ def _check(plan: CpuPlan, param: Tensor, state: dict[str, Any] | None, group: di
         step_kind = STEP_DTYPES[step.dtype]
         if plan.extra:
             extra = state.get(plan.extra)
-            if not (_step_counter(extra) and extra.dtype == step.dtype):
+            if not _step_counter(extra):
                 return None
             tensors.append(extra)
+            step_kind |= 2 * STEP_DTYPES[extra.dtype]  # torch's loader makes NAdam's Π float64 beside a float32 step
     if len({t.data_ptr() for t in tensors} | {param.data_ptr()}) != len(tensors) + 1:
         return None  # two of them share memory
     if any(t.is_neg() or t._is_zerotensor() for t in (param, *tensors)):
