@@ -174,9 +174,12 @@ def test_fit_time_budget_marks_the_partial_epoch():
 
     d = datasets.load("digits")
     model = models.build("logistic", 64, 10)
+    # ≥ 1 ms a step (the sleep), so an epoch of ≈ 1 000 steps outlasts the 0.2 s budget on any machine: the budget
+    # runs out mid-epoch (a fast machine once finished whole epochs and stopped at an epoch's end)
     h = descentlab.fit(model, d.train, descentlab.SGD(model.parameters(), lr=0.1), loss="cross_entropy",
-                       epochs=10_000, batch_size=1, max_seconds=0.2, progress=False)
-    assert h.epochs[-1].get("partial") is True and h.final["seconds"] < 2.0
+                       epochs=10_000, batch_size=1, max_seconds=0.2, progress=False,
+                       step_callback=lambda step: time.sleep(0.001))
+    assert h.epochs[-1].get("partial") is True and len(h.epochs) == 1 and h.final["seconds"] < 2.0
     with pytest.raises(ValueError, match="max_seconds"):
         descentlab.fit(model, d.train, descentlab.SGD(model.parameters(), lr=0.1), loss="cross_entropy",
                        epochs=1, max_seconds=0, progress=False)

@@ -8,6 +8,11 @@ takes ≈ 4 s; later processes load the cached file in milliseconds. Where no co
 build fails, :func:`library` returns ``None`` after one warning and descentlab steps with the
 reference rules.
 
+The native gatherer (``cpu_gather.cpp``, see cpu_step.py) is optional: a CPython extension compiled with
+the system C++ compiler (``$CXX`` or ``c++``) against the running torch and Python, in a background thread
+(:func:`gather_module`), ≈ 10–15 s, cached beside the kernels and keyed by its source, the compiler, torch
+and Python. Where it cannot be built, nothing is said and the Python loop gathers.
+
 Cache folder: ``$DESCENTLAB_KERNEL_CACHE``, else ``$XDG_CACHE_HOME/descentlab/kernels``, else
 ``~/.cache/descentlab/kernels``. The OpenMP runtime is the one torch already loaded (same soname),
 so the kernels and torch share one thread pool.
@@ -25,9 +30,10 @@ import stat
 import subprocess
 import tempfile
 import threading
+import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 SOURCES = ("cpu_kernels.c", "cpu_kernels.h")
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-ffp-contract=off", "-fPIC", "-shared",
@@ -113,7 +119,13 @@ def build(compiler: list[str] | None = None) -> Path:
     """Compile the kernels (if not cached) and return the library's path; raise on failure.
     An unwritable cache folder (a read-only home) falls back to a per-user folder in the temp dir."""
     compiler = compiler or _compiler()
-    target = _library_path(compiler)
+    source = str(Path(__file__).parent / "cpu_kernels.c")
+    return _build_cached(_library_path(compiler), compiler, lambda output: [*compiler, *FLAGS, "-o", output, source])
+
+
+def _build_cached(target: Path, compiler: list[str], command: Callable[[str], list[str]]) -> Path:
+    """``target`` if it exists (or its twin in the per-user temp folder when the cache folder is not writable),
+    else the output of ``command(temporary path)``, renamed into place once complete."""
     if target.exists():
         return target
     if not _writable(target.parent):
@@ -122,11 +134,11 @@ def build(compiler: list[str] | None = None) -> Path:
         _check_private(target.parent)
         if target.exists():
             return target
+    _remove_stale_temporaries(target.parent)
     fd, tmp = tempfile.mkstemp(prefix=target.stem + ".", suffix=".tmp.so", dir=target.parent)
     os.close(fd)
     try:
-        result = subprocess.run([*compiler, *FLAGS, "-o", tmp, str(Path(__file__).parent / "cpu_kernels.c")],
-                                capture_output=True, text=True, check=False)
+        result = subprocess.run(command(tmp), capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise RuntimeError(f"{' '.join(compiler)} failed:\n{result.stderr.strip()[-2000:]}")
         os.replace(tmp, target)  # atomic: a concurrent process sees the old state or the whole file
@@ -134,6 +146,16 @@ def build(compiler: list[str] | None = None) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return target
+
+
+def _remove_stale_temporaries(folder: Path, age_s: float = 3600.0) -> None:
+    """Delete half-written libraries older than an hour: a build in a background thread dies with its process."""
+    for path in folder.glob("*.tmp.so"):
+        try:
+            if time.time() - path.stat().st_mtime > age_s:
+                path.unlink()
+        except OSError:
+            pass
 
 
 def _declare(lib: ctypes.CDLL) -> None:
@@ -222,42 +244,10 @@ def _gather_path(compiler: list[str]) -> Path:
     return cache_dir() / f"{GATHER_MODULE}_{digest.hexdigest()[:16]}.so"
 
 
-def _remove_stale_temporaries(folder: Path, age_s: float = 3600.0) -> None:
-    """Delete half-written libraries older than an hour: a build in a background thread dies with its process."""
-    import time
-
-    for path in folder.glob("*.tmp.so"):
-        try:
-            if time.time() - path.stat().st_mtime > age_s:
-                path.unlink()
-        except OSError:
-            pass
-
-
 def build_gather(compiler: list[str] | None = None) -> Path:
-    """Compile the gatherer (if not cached) and return its path; raise on failure (≈ 10 s on 2 cores)."""
+    """Compile the gatherer (if not cached) and return its path; raise on failure (≈ 10–15 s on 2 cores)."""
     compiler = compiler or _cxx_compiler()
-    target = _gather_path(compiler)
-    if target.exists():
-        return target
-    if not _writable(target.parent):
-        target = Path(tempfile.gettempdir()) / f"descentlab-kernels-{os.getuid()}" / target.name
-        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        _check_private(target.parent)
-        if target.exists():
-            return target
-    _remove_stale_temporaries(target.parent)
-    fd, tmp = tempfile.mkstemp(prefix=target.stem + ".", suffix=".tmp.so", dir=target.parent)
-    os.close(fd)
-    try:
-        result = subprocess.run(_gather_command(compiler, tmp), capture_output=True, text=True, check=False)
-        if result.returncode != 0:
-            raise RuntimeError(f"{' '.join(compiler)} failed:\n{result.stderr.strip()[-2000:]}")
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return target
+    return _build_cached(_gather_path(compiler), compiler, lambda output: _gather_command(compiler, output))
 
 
 def _build_gather_in_background() -> None:
