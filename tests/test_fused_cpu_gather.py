@@ -210,6 +210,21 @@ def test_small_groups_do_not_start_the_build_and_a_large_one_does(tmp_path):
         assert "built True None" in result.stdout, result.stdout
         assert list((tmp_path / "cache").glob("_descentlab_gather_*.so"))
         assert not list((tmp_path / "cache").glob("*.tmp.so"))
+        # a later process finds it built: even a small model uses it from its first fused step, no thread started
+        again = textwrap.dedent("""
+            import torch, descentlab
+            from descentlab.fused import cpu_build, cpu_step
+            small = [torch.nn.Parameter(torch.ones(3)) for _ in range(2)]
+            opt = descentlab.Adam(small, lr=0.1, impl="fused")
+            for _ in range(2):
+                for p in small: p.grad = torch.ones(3)
+                opt.step()
+            assert cpu_build._gather_thread is None and cpu_build._gather_loaded is not None
+            assert cpu_step.fused_tensor_count(opt) == 2
+            print("reused")
+        """)
+        result = subprocess.run([sys.executable, "-c", again], capture_output=True, text=True, env=env, timeout=600)
+        assert result.returncode == 0 and "reused" in result.stdout, result.stderr
 
 
 def test_without_a_cxx_compiler_the_python_loop_steps(monkeypatch, tmp_path):
@@ -219,6 +234,7 @@ def test_without_a_cxx_compiler_the_python_loop_steps(monkeypatch, tmp_path):
     monkeypatch.setenv("DESCENTLAB_KERNEL_CACHE", str(tmp_path))
     for name in ("_gather_loaded", "_gather_failed", "_gather_thread", "_gather_built"):
         monkeypatch.setattr(cpu_build, name, None)
+    monkeypatch.setattr(cpu_build, "_gather_probed", False)
     monkeypatch.setattr(cpu_build, "_loaded", cpu_build.library())  # the C kernels themselves stay loaded
     monkeypatch.setattr(cpu_step, "GATHER", "native")
     ps = [torch.nn.Parameter(torch.ones(4)) for _ in range(3)]

@@ -207,6 +207,7 @@ _gather_loaded: Any = None
 _gather_failed: str | None = None
 _gather_thread: threading.Thread | None = None
 _gather_built: Path | None = None
+_gather_probed = False
 
 
 def _cxx_compiler() -> list[str]:
@@ -261,22 +262,48 @@ def _build_gather_in_background() -> None:
 def gather_module(start: bool = True, wait: bool = False) -> Any:
     """The native gatherer module, or ``None`` while it is being built or if it cannot be built
     (:func:`gather_unavailable_reason` says why; the Python loop of cpu_step.py is then used, with identical
-    results). ``start``: begin the build (in a background thread, so no step waits for the compiler) if it has
-    not begun; ``wait=True`` blocks until the build has finished."""
-    global _gather_loaded, _gather_failed, _gather_thread
+    results). A gatherer already built on this machine is loaded at the first call, whatever ``start``.
+    ``start``: begin the build (in a background thread, so no step waits for the compiler) if it has not begun;
+    ``wait=True`` blocks until the build has finished."""
+    global _gather_thread, _gather_built, _gather_probed
     if _gather_loaded is not None or _gather_failed is not None:
         return _gather_loaded
     if _gather_thread is None and not (start or wait):
-        return None
+        if _gather_probed:
+            return None
+        _gather_probed = True
+        cached = _cached_gather()
+        if cached is None:
+            return None
+        with _lock:
+            if _gather_thread is None and _gather_built is None:
+                _gather_built = cached
+        return _load_gather()
     with _lock:
-        if _gather_thread is None:
+        if _gather_thread is None and _gather_built is None:
             _gather_thread = threading.Thread(target=_build_gather_in_background, name="descentlab-gather-build",
                                               daemon=True)
             _gather_thread.start()
-    if wait:
+    if wait and _gather_thread is not None:
         _gather_thread.join()
-    if _gather_thread.is_alive():
+    if _gather_thread is not None and _gather_thread.is_alive():
         return None
+    return _load_gather()
+
+
+def _cached_gather() -> Path | None:
+    """The gatherer built earlier on this machine for this torch and Python, if there is one (≈ 2 ms: the
+    compiler's ``--version`` is part of the key)."""
+    try:
+        path = _gather_path(_cxx_compiler())
+    except Exception:  # no C++ compiler: nothing can have been built with it
+        return None
+    return path if path.exists() else None
+
+
+def _load_gather() -> Any:
+    """Import the built gatherer (once); an unloadable file is recorded as the reason, not raised."""
+    global _gather_loaded, _gather_failed
     with _lock:
         if _gather_loaded is None and _gather_failed is None and _gather_built is not None:
             try:

@@ -72,10 +72,22 @@ def _inside(group: dict[str, Any]) -> float:
     return _flag(group["eps_placement"] == "inside")
 
 
+_CLASSES: tuple[type, ...] = ()
+
+
+def _optimizer_classes() -> tuple[type, ...]:
+    """descentlab's optimizer classes, imported once (descentlab.optim imports this package lazily)."""
+    global _CLASSES
+    if not _CLASSES:
+        from descentlab.optim import SGD, Adadelta, Adagrad, Adam, AdamW, Momentum, NAdam, Nesterov, RMSprop
+
+        _CLASSES = (SGD, Adadelta, Adagrad, Adam, AdamW, Momentum, NAdam, Nesterov, RMSprop)
+    return _CLASSES
+
+
 def plan_for(optimizer: Any, group: dict[str, Any]) -> CpuPlan | None:
     """The kernel plan for ``group`` of ``optimizer``, or ``None`` when no kernel applies."""
-    from descentlab.optim import SGD, Adadelta, Adagrad, Adam, AdamW, Momentum, NAdam, Nesterov, RMSprop
-
+    SGD, Adadelta, Adagrad, Adam, AdamW, Momentum, NAdam, Nesterov, RMSprop = _optimizer_classes()
     kind = type(optimizer)
     lr, wd, maximize = float(group["lr"]), float(group["weight_decay"]), _flag(group["maximize"])
     if kind is SGD:

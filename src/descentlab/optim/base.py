@@ -16,6 +16,20 @@ from torch.optim import Optimizer
 
 from descentlab.optim.validation import check_choice
 
+_FUSED: Any = None
+
+
+def _fused_package() -> Any:
+    """``descentlab.fused``, imported at the first fused step (not at ``import descentlab``) and kept: an import
+    statement in the step costs a microsecond a call. Its attributes are looked up each call, so tests can
+    patch them."""
+    global _FUSED
+    if _FUSED is None:
+        import descentlab.fused
+
+        _FUSED = descentlab.fused
+    return _FUSED
+
 #: Execution paths: ``"reference"`` runs the rule tensor by tensor; ``"fused"`` steps large tensors with
 #: a compiled one-pass kernel where one exists (descentlab/fused/, docs/speed.md); ``"auto"`` does so
 #: only once the compile cost is repaid (large tensors, many steps), else the reference path.
@@ -264,9 +278,7 @@ class RuleOptimizer(Optimizer):
     def _step_group(self, group: dict[str, Any], grad_inv_scale: float = 0.0) -> None:
         params = group["params"]
         if group["impl"] != "reference":
-            from descentlab.fused import fused_cpu_step  # one C kernel call for the group's CPU tensors
-
-            params = fused_cpu_step(self, group, grad_inv_scale)
+            params = _fused_package().fused_cpu_step(self, group, grad_inv_scale)  # one C kernel call per dtype
         for param in params:
             grad = param.grad
             if grad is None:
