@@ -45,6 +45,7 @@ def _odd_group(seed: int):
         return torch.randn(*shape, generator=gen, dtype=dtype)
 
     tied = torch.nn.Parameter(rand(30))
+    buffer = rand(50)
     params = {
         "f32": torch.nn.Parameter(rand(70_001)),
         "f64": torch.nn.Parameter(rand(3, 5, dtype=torch.float64)),
@@ -60,6 +61,8 @@ def _odd_group(seed: int):
         "grad_subclass": torch.nn.Parameter(rand(9)),
         "tied_a": tied,
         "tied_b": torch.nn.Parameter(tied.data),
+        "overlap_a": torch.nn.Parameter(buffer[:30]),  # two views of one buffer, 10 elements in common
+        "overlap_b": torch.nn.Parameter(buffer[20:]),
         "subclass": Marked(rand(11)),
         "empty": torch.nn.Parameter(rand(0)),
         "later_state_wrong_dtype": torch.nn.Parameter(rand(12)),
@@ -149,7 +152,7 @@ def test_native_gatherer_takes_the_same_tensors_and_gives_the_same_bits(cls, opt
     assert count_native == count_py and count_py >= 3  # f32, f64, scalar, … really went to the kernels
     always_reference = {"non_contiguous", "complex", "grad_non_contiguous", "grad_zero_tensor",
                         "grad_negated_view", "grad_is_param", "grad_subclass", "tied_a", "tied_b", "subclass",
-                        "empty"}
+                        "empty", "overlap_a", "overlap_b"}
     assert always_reference <= set(sent_py[-1]), sorted(always_reference - set(sent_py[-1]))
     assert not {"f32", "f64", "scalar", "f32_small", "no_grad"} & set(sent_py[-1])
     stateful = bool(state_py.get("f32"))
@@ -256,14 +259,12 @@ def test_a_bad_gather_mode_names_the_choices(monkeypatch):
         descentlab.SGD([p], lr=0.1, impl="fused").step()
 
 
-@pytest.mark.skipif(not HAVE_CXX, reason="no C++ compiler: the native gatherer cannot be built here")
-def test_native_gatherer_sends_partly_overlapping_memory_to_the_reference_rule(monkeypatch):
+@pytest.mark.usefixtures("gatherer")
+def test_partly_overlapping_memory_goes_to_the_reference_rule():
     """Views of one buffer that overlap in part, and a gradient that is an offset view of its own parameter:
-    the kernel would race on that memory; the native gatherer hands them to the reference rule, which steps
-    one parameter after the other (or raises torch's overlap error), so the fused result is the reference's.
-    (The Python loop catches only exact aliasing: see docs/speed.md.)"""
-    assert cpu_build.gather_module(wait=True) is not None
-    monkeypatch.setattr(cpu_step, "GATHER", "native")
+    the kernel would race on that memory; both gatherers hand them to the reference rule, which steps one
+    parameter after the other (or raises torch's overlap error), so the fused result is the reference's."""
+    threads = torch.get_num_threads()
     torch.set_num_threads(2)
     results = {}
     for impl in ("fused", "reference"):
@@ -287,3 +288,4 @@ def test_native_gatherer_sends_partly_overlapping_memory_to_the_reference_rule(m
         p.grad = storage[50:150]  # overlaps the parameter's second half
         with pytest.raises(RuntimeError, match="single memory location"):
             opt.step()
+    torch.set_num_threads(threads)

@@ -7,9 +7,7 @@
 // and calls the kernels of cpu_kernels.h through their addresses, with the GIL released. It is optional:
 // built in the background by cpu_build.py, used once it is ready; cpu_step.py's Python loop stays the
 // reference and tests/test_fused_cpu_gather.py checks that both send the same tensors to the reference rule
-// and give bit-identical results. One deliberate difference: memory shared in part between tensors (overlapping
-// views, a gradient overlapping a parameter) is found here by sorting byte ranges, where the Python loop only
-// catches equal addresses.
+// and give bit-identical results, partly overlapping memory included.
 //
 // step_group(params, states, keys, steps, extra, state_dtype, kernels, kernel_name, hp, grad_inv_scale,
 //            nthreads) -> (rest, stepped)
@@ -79,8 +77,6 @@ Span span_of(const at::Tensor &t, c10::ScalarType dtype, Py_ssize_t owner, bool 
     const uintptr_t lo = reinterpret_cast<uintptr_t>(t.data_ptr());
     return Span{lo, lo + static_cast<uintptr_t>(t.numel()) * c10::elementSize(dtype), owner, written};
 }
-
-bool overlap(const Span &x, const Span &y) { return x.lo < y.hi && y.lo < x.hi && x.lo < x.hi && y.lo < y.hi; }
 
 // One kernel call: per tensor the parameter, its gradient, the state tensors (s0, s1, s2, step, extra).
 struct Batch {
@@ -170,9 +166,9 @@ int examine(const Args &a, PyObject *obj, Py_ssize_t owner, PyObject *const key_
             state_ptrs[4] = pointers[count++] = extra.data_ptr();
         }
     }
-    for (int i = 0; i < count; i++)  // two of them share memory, wholly or in part
+    for (int i = 0; i < count; i++)  // two of them at one address (overlaps in part: the sweep in step_group)
         for (int j = i + 1; j < count; j++)
-            if (pointers[i] == pointers[j] || overlap(spans[i], spans[j])) return -1;
+            if (pointers[i] == pointers[j]) return -1;
     // the gradient: a plain dense contiguous CPU tensor of the parameter's dtype and size, memory of its own.
     // Its Python object, if it has one (a gradient made by backward has none until Python asks), must be a
     // torch.Tensor, as cpu_step.py requires.
@@ -185,7 +181,7 @@ int examine(const Args &a, PyObject *obj, Py_ssize_t owner, PyObject *const key_
     if (grad_pointer == nullptr) return -1;
     spans[count] = span_of(grad, pdtype, owner, a.grad_inv_scale != 0);
     for (int i = 0; i < count; i++)
-        if (pointers[i] == grad_pointer || overlap(spans[i], spans[count])) return -1;
+        if (pointers[i] == grad_pointer) return -1;
     n_spans = count + 1;
     const int slot = variant * 4 + step_kind;
     if (batches[slot] == nullptr) batches[slot] = new Batch();
@@ -280,25 +276,24 @@ PyObject *step_group(PyObject *, PyObject *args) {
             for (int k = 0; k < n_own; k++)
                 if (own[k].lo < own[k].hi) spans.push_back(own[k]);  // an empty tensor covers no memory
         }
-        // Parameters whose tensors share memory with another parameter's (weights tied through .data, views of one
-        // buffer that overlap, a gradient that is a view of another parameter): the kernel could update that
-        // memory from two threads at once, each from the old values, where the reference rule steps one
+        // Tensors that share memory, wholly or in part, with another tensor the kernels write (weights tied through
+        // .data, overlapping views of one buffer, a gradient overlapping a parameter): the kernel could update
+        // that memory from two threads at once, each from the old values, where the reference rule steps one
         // parameter after the other. Sorting every tensor's bytes by address, a run of overlapping spans that
-        // involves two parameters and a written span sends all its parameters to the reference rule.
+        // holds a written one sends all its parameters to the reference rule (cpu_step._shared_memory's rule).
         std::vector<char> clash(static_cast<size_t>(n), 0);
         bool any_clash = false;
         std::sort(spans.begin(), spans.end(), [](const Span &x, const Span &y) { return x.lo < y.lo; });
         for (size_t first = 0; first < spans.size();) {
             size_t last = first + 1;
             uintptr_t end = spans[first].hi;
-            bool written = spans[first].written, several = false;
+            bool written = spans[first].written;
             while (last < spans.size() && spans[last].lo < end) {
                 end = std::max(end, spans[last].hi);
                 written = written || spans[last].written;
-                several = several || spans[last].owner != spans[first].owner;
                 last++;
             }
-            if (several && written) {
+            if (last - first >= 2 && written) {
                 for (size_t k = first; k < last; k++) clash[static_cast<size_t>(spans[k].owner)] = 1;
                 any_clash = true;
             }
