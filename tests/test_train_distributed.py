@@ -107,6 +107,43 @@ def test_two_rank_fit_equals_one_process(tmp_path):
     print("max|Δw| / max|w|, 2 ranks vs 1 process:", {k: f"{v:.1e}" for k, v in worst.items()})
 
 
+def _train_for(name: str, epochs: int, distributed: bool, checkpoint_dir: Path) -> torch.nn.Module:
+    dataset, model_name, optimizer, lr, batch, _ = CASES[name]
+    data = datasets.load(dataset, seed=0)
+    model = models.build(model_name, data.n_features, data.n_outputs, seed=0)
+    opt = get_spec(optimizer).build(model.parameters(), lr=lr)
+    fit(model, data.train, opt, loss=TASK_LOSS[data.task], epochs=epochs, batch_size=batch, seed=3,
+        checkpoint_dir=checkpoint_dir, checkpoint_every=5, progress=False, distributed=distributed)
+    return model
+
+
+def _resume_on_two_ranks(rank: int, world_size: int, out: str) -> None:
+    """Continue a single process's checkpoints on 2 ranks; start 2-rank checkpoints for a single process."""
+    model = _train_for("digits-adam-51", 2, True, Path(out) / "from-one")
+    if rank == 0:
+        torch.save(model.state_dict(), Path(out) / "one-then-two.pt")
+    _train_for("digits-adam-51", 1, True, Path(out) / "from-two")
+
+
+def test_a_run_resumes_on_another_number_of_processes(tmp_path):
+    """Checkpoints carry no rank count: a run begun in one process continues on 2 ranks and one begun on 2 ranks
+    continues in one process, ending where an uninterrupted single run ends (up to the same rounding as any
+    2-rank run: the gradient's sum is taken in another order)."""
+    _train_for("digits-adam-51", 1, False, tmp_path / "from-one")
+    run_ranks(_resume_on_two_ranks, 2, str(tmp_path), timeout=60)
+    two_then_one = _train_for("digits-adam-51", 2, False, tmp_path / "from-two").state_dict()
+    straight = _train_for("digits-adam-51", 2, False, tmp_path / "straight").state_dict()
+    one_then_two = torch.load(tmp_path / "one-then-two.pt")
+    print("max|Δw| / max|w| vs an uninterrupted run: 1 → 2 processes "
+          f"{_relative_difference(one_then_two, straight):.1e}, 2 → 1 {_relative_difference(two_then_one, straight):.1e}")
+    assert _relative_difference(one_then_two, straight) <= RTOL
+    assert _relative_difference(two_then_one, straight) <= RTOL
+    assert 0 < _relative_difference(one_then_two, straight) or 0 < _relative_difference(two_then_one, straight), \
+        "no step ran on 2 ranks: the test did not resume anything"
+    steps = [int(p.stem.split("-")[1]) for p in list_checkpoints(tmp_path / "from-two")]
+    assert steps and max(steps) == 2 * 22  # 1078 samples in batches of 51: 22 steps an epoch
+
+
 def test_distributed_fit_needs_a_process_group():
     model = torch.nn.Linear(2, 1)
     with pytest.raises(ValueError, match="process group"):
