@@ -289,3 +289,19 @@ def test_partly_overlapping_memory_goes_to_the_reference_rule():
         with pytest.raises(RuntimeError, match="single memory location"):
             opt.step()
     torch.set_num_threads(threads)
+
+
+def test_the_python_overlap_check_works_without_numpy(monkeypatch):
+    """numpy is optional for torch: the Python loop's quick overlap test then sorts plain lists."""
+    monkeypatch.setattr(cpu_step, "GATHER", "python")
+    monkeypatch.setattr(cpu_step, "np", None)
+    buffer = torch.zeros(150)
+    a, b = torch.nn.Parameter(buffer[:100]), torch.nn.Parameter(buffer[50:])
+    c, d = torch.nn.Parameter(torch.zeros(60)), torch.nn.Parameter(torch.zeros(70))
+    opt = descentlab.SGD([a, b, c, d], lr=1.0, momentum=0.5, impl="fused")
+    for _ in range(2):
+        for p in (a, b, c, d):
+            p.grad = torch.ones(p.shape)
+        opt.step()
+    assert cpu_step.fused_tensor_count(opt) == 2  # c and d; a and b overlap
+    assert torch.equal(buffer[:50], torch.full((50,), -2.5)) and torch.equal(buffer[50:100], torch.full((50,), -5.0))
