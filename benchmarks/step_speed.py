@@ -1,13 +1,15 @@
 """Optimizer step speed: descentlab's step against the fastest ``torch.optim`` mode, per layout.
 
 For each optimizer and each parameter layout — (a) one tensor of 16 M elements, (b) 160 tensors of
-100 K, (c) 2000 tensors of 1 K, float32 — the script times one ``step()`` of descentlab (``impl``
-as given, default ``"fused"``) and of torch's for-loop, foreach and (where torch has one) fused
-mode, alternating them in one process, and prints medians, the ratio to torch's best mode and the
-effective bandwidth (bytes/param × n ÷ time) as a fraction of an in-place triad ``a += s·b``
-(12 bytes/element) timed in the same run. A GPU section runs when CUDA is present. Run::
+100 K, (c) 2000 tensors of 1 K, (g) one tensor of 100 M, float32 — the script times one ``step()`` of
+descentlab (``impl`` as given, default ``"fused"``) and of torch's for-loop, foreach and (where torch has
+one) fused mode, alternating them in one process, and prints medians, the ratio to torch's best mode and the
+effective bandwidth (bytes/param × n ÷ time) as a fraction of a roof timed in the same alternation: an
+in-place triad ``a += s·b`` (12 bytes/element) on CPU, a device-to-device copy (8 bytes/element) on CUDA
+(``--roof`` chooses). A GPU section (layouts ``--gpu-layouts``, default a, b, g) runs when CUDA is present.
+Run::
 
-    .venv/bin/python benchmarks/step_speed.py [--repeats 15] [--layouts a,b,c] [--optimizers rmsprop,adam]
+    .venv/bin/python benchmarks/step_speed.py [--repeats 15] [--layouts a,b,c,g] [--optimizers rmsprop,adam]
                                               [--gather native|python|auto]
 """
 
@@ -23,7 +25,10 @@ import torch
 import descentlab
 from descentlab.fused import cpu_build, cpu_step
 
-LAYOUTS = {"a": (1, 16_000_000), "b": (160, 100_000), "c": (2000, 1_000)}
+LAYOUTS = {"a": (1, 16_000_000), "b": (160, 100_000), "c": (2000, 1_000), "g": (1, 100_000_000)}
+# The roof each layout's bandwidth is compared with: an in-place triad a += s·b (12 B/element) or a copy
+# b ← a (8 B/element, the GPU target's device-to-device copy).
+ROOF_BYTES = {"triad": 12, "copy": 8}
 # name: (descentlab class, descentlab kwargs, torch class, torch kwargs, fp32 bytes/param, torch has fused)
 CASES: dict[str, tuple[Any, dict, Any, dict, int, bool]] = {
     "sgd": (descentlab.SGD, dict(lr=0.01), torch.optim.SGD, dict(lr=0.01), 12, True),
@@ -65,7 +70,7 @@ def _timer(step: Callable[[], Any], device: str) -> Callable[[], float]:
     return timed
 
 
-def bench_case(name: str, layout: str, impl: str, repeats: int, device: str) -> dict[str, float]:
+def bench_case(name: str, layout: str, impl: str, repeats: int, device: str, roof: str = "triad") -> dict[str, float]:
     """Median step seconds of descentlab and of every torch mode, timed alternately."""
     dl_cls, dl_kw, t_cls, t_kw, _, has_fused = CASES[name]
     count, size = LAYOUTS[layout]
@@ -76,7 +81,8 @@ def bench_case(name: str, layout: str, impl: str, repeats: int, device: str) -> 
         modes["torch fused"] = t_cls(_params(count, size, device), fused=True, **t_kw)
     timers = {mode: _timer(opt.step, device) for mode, opt in modes.items()}
     a, b = torch.randn(count * size, device=device), torch.randn(count * size, device=device)
-    timers["triad"] = _timer(lambda: a.add_(b, alpha=0.5), device)  # the roof, timed in the same alternation
+    roofs = {"triad": lambda: a.add_(b, alpha=0.5), "copy": lambda: b.copy_(a)}
+    timers["roof"] = _timer(roofs[roof], device)  # timed in the same alternation
     first = {mode: timed() for mode, timed in timers.items()}  # state init
     first_fast = timers["descentlab"]()  # the first step that may compile
     for timed in timers.values():
@@ -99,23 +105,23 @@ def run(args: argparse.Namespace) -> None:
         raise SystemExit(f"unknown layout/optimizer {bad!r}; layouts {list(LAYOUTS)}, optimizers {list(CASES)}")
     print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, impl={args.impl}, "
           f"gather={args.gather}, repeats {args.repeats}")
-    print("| layout | optimizer | descentlab ms | best torch ms (mode) | speed-up | dl GB/s | triad GB/s | dl/triad "
+    roof = args.roof or ("copy" if device == "cuda" else "triad")
+    print(f"| layout | optimizer | descentlab ms | best torch ms (mode) | speed-up | dl GB/s | {roof} GB/s | dl/{roof} "
           "| first fused step s |")
     print("|---|---|---|---|---|---|---|---|---|")
     for layout in layouts:
         count, size = LAYOUTS[layout]
         n = count * size
         for name in names:
-            res = bench_case(name, layout, args.impl, args.repeats, device)
-            triad = res["triad"]
+            res = bench_case(name, layout, args.impl, args.repeats, device, roof)
             torch_modes = {k: v for k, v in res.items() if k.startswith("torch")}
             best = min(torch_modes, key=torch_modes.get)
             dl = res["descentlab"]
             gbs = CASES[name][4] * n / dl / 1e9
-            triad_gbs = 12 * n / triad / 1e9
+            roof_gbs = ROOF_BYTES[roof] * n / res["roof"] / 1e9
             print(f"| {layout} ({count}×{size:,}) | {name} | {dl * 1e3:.2f} | {torch_modes[best] * 1e3:.2f} "
-                  f"({best[6:]}) | {torch_modes[best] / dl:.2f}× | {gbs:.1f} | {triad_gbs:.1f} | "
-                  f"{gbs / triad_gbs:.0%} | {res['first fused step']:.2f} |", flush=True)
+                  f"({best[6:]}) | {torch_modes[best] / dl:.2f}× | {gbs:.1f} | {roof_gbs:.1f} | "
+                  f"{gbs / roof_gbs:.0%} | {res['first fused step']:.2f} |", flush=True)
 
 
 def main() -> None:
@@ -125,6 +131,11 @@ def main() -> None:
     parser.add_argument("--optimizers", default="")
     parser.add_argument("--impl", default="fused", choices=["auto", "reference", "fused"])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--roof", default=None, choices=list(ROOF_BYTES),
+                        help="the bandwidth roof: triad (CPU default) or copy (CUDA default: the device-to-device "
+                             "copy the GPU targets are stated against)")
+    parser.add_argument("--gpu-layouts", default="a,b,g",
+                        help="layouts of the GPU section (g: one tensor of 100 M, the GPU target's size)")
     parser.add_argument("--gather", default="native", choices=list(cpu_step.GATHER_MODES),
                         help="who picks the tensors for the C kernels: the C++ gatherer (built before timing), "
                              "the Python loop, or auto (the library's default)")
@@ -138,7 +149,7 @@ def main() -> None:
     run(args)
     if args.device == "cpu" and torch.cuda.is_available():
         print("\nGPU section (CUDA present):")
-        args.device = "cuda"
+        args.device, args.layouts, args.roof = "cuda", args.gpu_layouts, None
         run(args)
     elif not torch.cuda.is_available():
         print("\nno CUDA device: GPU section skipped")
