@@ -13,7 +13,7 @@ SCRIPT = Path(__file__).parents[1] / "benchmarks" / "step_speed.py"
 
 def _run(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
-    return subprocess.run([sys.executable, str(SCRIPT), "--layouts", "c", "--repeats", "1", "--gather", "python",
+    return subprocess.run([sys.executable, str(SCRIPT), "--layouts", "c", "--repeats", "2", "--gather", "python",
                            *args], capture_output=True, text=True, env=env, timeout=300)
 
 
