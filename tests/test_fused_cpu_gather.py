@@ -305,3 +305,38 @@ def test_the_python_overlap_check_works_without_numpy(monkeypatch):
         opt.step()
     assert cpu_step.fused_tensor_count(opt) == 2  # c and d; a and b overlap
     assert torch.equal(buffer[:50], torch.full((50,), -2.5)) and torch.equal(buffer[50:100], torch.full((50,), -5.0))
+
+
+def _outcome(step):
+    try:
+        step()
+    except Exception as err:  # noqa: BLE001 - the outcome compared is whatever the step does
+        return f"{type(err).__name__}: {err}"
+    return "ok"
+
+
+@pytest.mark.usefixtures("gatherer")
+@pytest.mark.parametrize("kind", ["sparse_coo", "sparse_csr", "sparse_grad", "meta"])
+def test_tensors_without_plain_storage_get_the_reference_rules_answer(kind):
+    """A sparse or meta parameter, or a sparse gradient, must get exactly what the reference rule does with it
+    (torch's sparse error, …) — the Python loop used to fail first, reading a data pointer that does not exist."""
+    outcomes = {}
+    for impl in ("fused", "reference"):
+        dense = torch.nn.Parameter(torch.ones(6))
+        if kind == "sparse_coo":
+            odd = torch.nn.Parameter(torch.eye(4).to_sparse())
+            odd.grad = torch.eye(4).to_sparse()
+        elif kind == "sparse_csr":
+            odd = torch.nn.Parameter(torch.eye(4).to_sparse_csr())
+            odd.grad = torch.eye(4).to_sparse_csr()
+        elif kind == "sparse_grad":
+            odd = torch.nn.Parameter(torch.ones(4, 4))
+            odd.grad = torch.eye(4).to_sparse()
+        else:
+            odd = torch.nn.Parameter(torch.empty(5, device="meta"))
+            odd.grad = torch.empty(5, device="meta")
+        dense.grad = torch.ones(6)
+        opt = descentlab.SGD([dense, odd], lr=0.1, momentum=0.9, impl=impl)
+        outcomes[impl] = [_outcome(opt.step) for _ in range(2)], dense.detach().clone()
+    assert outcomes["fused"][0] == outcomes["reference"][0]
+    assert torch.equal(outcomes["fused"][1], outcomes["reference"][1])

@@ -357,7 +357,12 @@ def fused_cpu_step(optimizer: Any, group: dict[str, Any], grad_inv_scale: float 
         if grad is None:
             continue
         state = states_get(param) if stateful else None
-        pointer, dtype = param.data_ptr(), param.dtype
+        try:
+            pointer = param.data_ptr()
+        except RuntimeError:  # no storage (sparse, …): the reference rule says what it says of those
+            rest.append(param)
+            continue
+        dtype = param.dtype
         hit = cache_get(id(param))
         checked = hit[2] if hit is not None and hit[0] is param and hit[1] == pointer else None
         # param.data = … may keep the address with another dtype or layout; keys: the plan may change
@@ -378,8 +383,8 @@ def fused_cpu_step(optimizer: Any, group: dict[str, Any], grad_inv_scale: float 
             cache[id(param)] = (param, pointer, checked)
         # torch keeps .grad on the parameter's device with its dtype and shape; dtype and size are re-checked
         # anyway, as they bound what the kernel reads
-        if (type(grad) is not Tensor or grad.is_sparse or not grad.is_contiguous() or grad.dtype is not dtype
-                or grad.numel() != checked.numel or grad.is_neg()):
+        if (type(grad) is not Tensor or grad.layout is not torch.strided or not grad.is_contiguous()
+                or grad.dtype is not dtype or grad.numel() != checked.numel or grad.is_neg()):
             rest.append(param)
             continue
         grad_pointer = grad.data_ptr()
