@@ -1,0 +1,112 @@
+"""Fuzzing the two gatherers against each other: random param groups — dtypes, shapes, contiguity, shared and
+overlapping memory, odd or missing gradients, mixed-precision state — stepped by a random registry rule with the
+native gatherer and with the Python loop must end the same way (the same error, or none) with bit-identical
+parameters and state. They make the same decisions by construction, so any difference is a bug in one of them."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import descentlab
+from descentlab.fused import cpu_build, cpu_step
+from descentlab.optim.registry import get_spec
+
+pytestmark = [
+    pytest.mark.skipif(not (shutil.which("cc") or shutil.which("gcc")), reason="no C compiler"),
+    pytest.mark.skipif(not (os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")),
+                       reason="no C++ compiler: the native gatherer cannot be built here"),
+    pytest.mark.filterwarnings("ignore::UserWarning"),
+]
+
+DTYPES = [torch.float32, torch.float64, torch.bfloat16, torch.float16]
+LAYOUTS = ["contiguous", "transposed", "view_of_shared", "tied_to_previous"]
+GRADS = ["normal", "none", "non_contiguous", "zero_tensor", "negated", "the_param"]
+
+param_spec = st.tuples(st.sampled_from(DTYPES), st.sampled_from([(), (1,), (7,), (3, 5), (40_000,)]),
+                       st.sampled_from(LAYOUTS), st.sampled_from(GRADS))
+
+
+def _build(specs, seed):
+    gen = torch.Generator().manual_seed(seed)
+    shared = torch.randn(100_000, generator=gen)
+    params, grad_kinds = [], []
+    offset = 0
+    for dtype, shape, layout, grad_kind in specs:
+        numel = 1
+        for size in shape:
+            numel *= size
+        if layout == "transposed" and len(shape) == 2:
+            data = torch.randn(shape[::-1], generator=gen).to(dtype).t()
+        elif layout == "view_of_shared" and dtype == torch.float32:
+            data = shared[offset:offset + numel].view(shape)  # consecutive views overlap by half
+            offset += max(1, numel // 2)
+        elif layout == "tied_to_previous" and params and params[-1].shape == shape and params[-1].dtype == dtype:
+            data = params[-1].data
+        else:
+            data = torch.randn(shape, generator=gen).to(dtype)
+        params.append(torch.nn.Parameter(data))
+        grad_kinds.append(grad_kind)
+    return params, grad_kinds
+
+
+def _give_grads(params, grad_kinds, step):
+    gen = torch.Generator().manual_seed(1000 + step)
+    for p, kind in zip(params, grad_kinds):
+        g = torch.randn(p.shape, generator=gen).to(p.dtype)
+        if kind == "none":
+            p.grad = None
+        elif kind == "non_contiguous" and p.dim() == 2:
+            p.grad = torch.randn(p.shape[::-1], generator=gen).to(p.dtype).t()
+        elif kind == "zero_tensor":
+            p.grad = torch._efficientzerotensor(p.shape, dtype=p.dtype)
+        elif kind == "negated":
+            p.grad = torch._neg_view(g)
+        elif kind == "the_param":
+            p.grad = p.detach()
+        else:
+            p.grad = g
+
+
+def _run(gather, specs, rule, state_dtype, seed):
+    cpu_step.GATHER = gather
+    params, grad_kinds = _build(specs, seed)
+    spec = get_spec(rule)
+    opt = spec.build(params, impl="fused", state_dtype=state_dtype)
+    outcomes = []
+    for step in range(3):
+        _give_grads(params, grad_kinds, step)
+        try:
+            opt.step()
+            outcomes.append("ok")
+        except Exception as err:  # noqa: BLE001 - compared between the gatherers, whatever it is
+            outcomes.append(f"{type(err).__name__}: {err}")
+    state = [{k: (v.clone() if torch.is_tensor(v) else v) for k, v in opt.state[p].items()} for p in params]
+    return outcomes, [p.detach().clone() for p in params], state, cpu_step.fused_tensor_count(opt)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(specs=st.lists(param_spec, min_size=1, max_size=6), rule=st.sampled_from(descentlab.optimizer_names()),
+       state_dtype=st.sampled_from([None, torch.float32]), seed=st.integers(0, 2**16))
+def test_both_gatherers_end_every_random_group_identically(specs, rule, state_dtype, seed):
+    assert cpu_build.gather_module(wait=True) is not None, cpu_build.gather_unavailable_reason()
+    before = cpu_step.GATHER
+    try:
+        py = _run("python", specs, rule, state_dtype, seed)
+        native = _run("native", specs, rule, state_dtype, seed)
+    finally:
+        cpu_step.GATHER = before
+    assert native[0] == py[0]
+    assert native[3] == py[3], "the gatherers stepped different numbers of tensors"
+    for a, b in zip(native[1], py[1]):
+        assert torch.equal(a, b) or (a.isnan() == b.isnan()).all() and torch.equal(a.nan_to_num(), b.nan_to_num())
+    for sa, sb in zip(native[2], py[2]):
+        assert sa.keys() == sb.keys()
+        for key in sa:
+            x, y = torch.as_tensor(sa[key]), torch.as_tensor(sb[key])
+            assert torch.equal(x, y) or torch.equal(x.nan_to_num(), y.nan_to_num()), key
