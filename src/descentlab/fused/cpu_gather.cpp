@@ -78,6 +78,20 @@ Span span_of(const at::Tensor &t, c10::ScalarType dtype, Py_ssize_t owner, bool 
     return Span{lo, lo + static_cast<uintptr_t>(t.numel()) * c10::elementSize(dtype), owner, written};
 }
 
+// The bytes a dense CPU tensor's elements lie in, strides included, as the span of parameter `owner`; false for
+// a tensor with no memory of its own to speak of (empty, not strided, not on the CPU, a ZeroTensor, a
+// __torch_dispatch__ subclass) — cpu_step._extent.
+bool extent(const at::Tensor &t, Py_ssize_t owner, bool written, Span &out) {
+    if (!t.defined() || t.layout() != c10::kStrided || !t.device().is_cpu() || t.numel() == 0) return false;
+    if (t.key_set().has(c10::DispatchKey::Python) || t._is_zerotensor()) return false;
+    const uintptr_t first = reinterpret_cast<uintptr_t>(t.data_ptr());
+    if (first == 0) return false;
+    int64_t span = 1;
+    for (int64_t d = 0; d < t.dim(); d++) span += (t.size(d) - 1) * t.stride(d);
+    out = Span{first, first + static_cast<uintptr_t>(span) * c10::elementSize(t.scalar_type()), owner, written};
+    return true;
+}
+
 // One kernel call: per tensor the parameter, its gradient, the state tensors (s0, s1, s2, step, extra).
 struct Batch {
     std::vector<int64_t> numel;
@@ -244,7 +258,7 @@ PyObject *step_group(PyObject *, PyObject *args) {
     std::vector<char> to_rest(static_cast<size_t>(n), 0);
     bool any_rest = false;
     Py_ssize_t stepped = 0;
-    std::vector<Span> spans;
+    std::vector<Span> spans, rest_spans;
     try {
         for (Py_ssize_t i = 0; i < n; i++) {
             PyObject *obj = PyList_GET_ITEM(a.params, i);
@@ -260,6 +274,14 @@ PyObject *step_group(PyObject *, PyObject *args) {
             if (slot == -1) {
                 to_rest[static_cast<size_t>(i)] = 1;
                 any_rest = true;
+                // the reference rule writes this parameter (and reads its gradient) after the kernels ran: a
+                // batched tensor overlapping them must wait for it too
+                if (THPVariable_Check(obj)) {
+                    const at::Tensor &p = THPVariable_Unpack(obj);
+                    Span span;
+                    if (extent(p, i, true, span)) rest_spans.push_back(span);
+                    if (extent(p.grad(), i, a.grad_inv_scale != 0, span)) rest_spans.push_back(span);
+                }
                 continue;
             }
             target->numel.push_back(param.numel());
@@ -283,6 +305,7 @@ PyObject *step_group(PyObject *, PyObject *args) {
         // holds a written one sends all its parameters to the reference rule (cpu_step._shared_memory's rule).
         std::vector<char> clash(static_cast<size_t>(n), 0);
         bool any_clash = false;
+        if (!spans.empty()) spans.insert(spans.end(), rest_spans.begin(), rest_spans.end());
         std::sort(spans.begin(), spans.end(), [](const Span &x, const Span &y) { return x.lo < y.lo; });
         for (size_t first = 0; first < spans.size();) {
             size_t last = first + 1;
