@@ -1,7 +1,10 @@
-"""Fuzzing the two gatherers against each other: random param groups — dtypes, shapes, contiguity, shared and
-overlapping memory, odd or missing gradients, mixed-precision state — stepped by a random registry rule with the
-native gatherer and with the Python loop must end the same way (the same error, or none) with bit-identical
-parameters and state. They make the same decisions by construction, so any difference is a bug in one of them."""
+"""Fuzzing the fused path: random param groups — dtypes, shapes, contiguity, shared and overlapping memory, odd or
+missing gradients, mixed-precision state, GradScaler's unscaling — stepped by a random registry rule.
+
+The native gatherer and the Python loop must end the same way (the same error, or none) with bit-identical
+parameters and state: they make the same decisions by construction, so any difference is a bug in one of them.
+The fused path must end as the reference rule does (the same error, or none; parameters within torch.testing's
+tolerance for their dtype)."""
 
 from __future__ import annotations
 
@@ -55,10 +58,13 @@ def _build(specs, seed):
     return params, grad_kinds
 
 
-def _give_grads(params, grad_kinds, step):
+SCALE = 16.0  # a GradScaler's scale when the run is scaled: gradients are multiplied by it, the step unscales
+
+
+def _give_grads(params, grad_kinds, step, scaled=False):
     gen = torch.Generator().manual_seed(1000 + step)
     for p, kind in zip(params, grad_kinds):
-        g = torch.randn(p.shape, generator=gen).to(p.dtype)
+        g = (torch.randn(p.shape, generator=gen) * (SCALE if scaled else 1.0)).to(p.dtype)
         if kind == "none":
             p.grad = None
         elif kind == "non_contiguous" and p.dim() == 2:
@@ -73,14 +79,21 @@ def _give_grads(params, grad_kinds, step):
             p.grad = g
 
 
-def _run(gather, specs, rule, state_dtype, seed):
+def _scale(opt, scaled):
+    """What torch.amp.GradScaler hands a step that supports AMP scaling (``_step_supports_amp_scaling``)."""
+    if scaled:
+        opt.grad_scale, opt.found_inf = torch.tensor(SCALE), torch.tensor(0.0)
+
+
+def _run(gather, specs, rule, state_dtype, seed, scaled=False):
     cpu_step.GATHER = gather
     params, grad_kinds = _build(specs, seed)
     spec = get_spec(rule)
     opt = spec.build(params, impl="fused", state_dtype=state_dtype)
+    _scale(opt, scaled)
     outcomes = []
     for step in range(3):
-        _give_grads(params, grad_kinds, step)
+        _give_grads(params, grad_kinds, step, scaled)
         try:
             opt.step()
             outcomes.append("ok")
@@ -92,13 +105,13 @@ def _run(gather, specs, rule, state_dtype, seed):
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(specs=st.lists(param_spec, min_size=1, max_size=6), rule=st.sampled_from(descentlab.optimizer_names()),
-       state_dtype=st.sampled_from([None, torch.float32]), seed=st.integers(0, 2**16))
-def test_both_gatherers_end_every_random_group_identically(specs, rule, state_dtype, seed):
+       state_dtype=st.sampled_from([None, torch.float32]), seed=st.integers(0, 2**16), scaled=st.booleans())
+def test_both_gatherers_end_every_random_group_identically(specs, rule, state_dtype, seed, scaled):
     assert cpu_build.gather_module(wait=True) is not None, cpu_build.gather_unavailable_reason()
     before = cpu_step.GATHER
     try:
-        py = _run("python", specs, rule, state_dtype, seed)
-        native = _run("native", specs, rule, state_dtype, seed)
+        py = _run("python", specs, rule, state_dtype, seed, scaled)
+        native = _run("native", specs, rule, state_dtype, seed, scaled)
     finally:
         cpu_step.GATHER = before
     assert native[0] == py[0]
@@ -112,12 +125,13 @@ def test_both_gatherers_end_every_random_group_identically(specs, rule, state_dt
             assert torch.equal(x, y) or torch.equal(x.nan_to_num(), y.nan_to_num()), key
 
 
-def _run_impl(impl, specs, rule, state_dtype, seed):
+def _run_impl(impl, specs, rule, state_dtype, seed, scaled=False):
     params, grad_kinds = _build(specs, seed)
     opt = get_spec(rule).build(params, impl=impl, state_dtype=state_dtype)
+    _scale(opt, scaled)
     outcomes = []
     for step in range(3):
-        _give_grads(params, grad_kinds, step)
+        _give_grads(params, grad_kinds, step, scaled)
         try:
             opt.step()
             outcomes.append("ok")
@@ -133,20 +147,20 @@ TOL = {torch.float32: dict(rtol=1.3e-6, atol=1e-5), torch.float64: dict(rtol=1e-
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(specs=st.lists(param_spec, min_size=1, max_size=6), rule=st.sampled_from(descentlab.optimizer_names()),
-       state_dtype=st.sampled_from([None, torch.float32]), seed=st.integers(0, 2**16))
+       state_dtype=st.sampled_from([None, torch.float32]), seed=st.integers(0, 2**16), scaled=st.booleans())
 # found by this test: a parameter left to the reference rule (its gradient is itself) tied to a batched one; the
 # kernel stepped the batched one first, the reference rule steps them in group order
 @example(specs=[(torch.float32, (), "contiguous", "the_param"), (torch.float32, (), "tied_to_previous", "normal")],
-         rule="sgd", state_dtype=None, seed=0)
-def test_the_fused_path_ends_every_random_group_as_the_reference_rule(specs, rule, state_dtype, seed):
+         rule="sgd", state_dtype=None, seed=0, scaled=False)
+def test_the_fused_path_ends_every_random_group_as_the_reference_rule(specs, rule, state_dtype, seed, scaled):
     assert cpu_build.gather_module(wait=True) is not None, cpu_build.gather_unavailable_reason()
     before = cpu_step.GATHER
     try:
         cpu_step.GATHER = "native"
-        fused = _run_impl("fused", specs, rule, state_dtype, seed)
+        fused = _run_impl("fused", specs, rule, state_dtype, seed, scaled)
     finally:
         cpu_step.GATHER = before
-    reference = _run_impl("reference", specs, rule, state_dtype, seed)
+    reference = _run_impl("reference", specs, rule, state_dtype, seed, scaled)
     assert fused[0] == reference[0]
     for i, (a, b) in enumerate(zip(fused[1], reference[1])):
         torch.testing.assert_close(a, b, **TOL[b.dtype], equal_nan=True, msg=lambda m: f"param {i}: {m}")
