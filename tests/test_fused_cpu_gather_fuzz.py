@@ -85,22 +85,27 @@ def _scale(opt, scaled):
         opt.grad_scale, opt.found_inf = torch.tensor(SCALE), torch.tensor(0.0)
 
 
-def _run(gather, specs, rule, state_dtype, seed, scaled=False):
+def _run(specs, rule, state_dtype, seed, scaled=False, impl="fused", gather="native"):
+    """Three steps of a random group; the outcome of each step, the final parameters and state, and how many
+    tensors the kernels stepped in the last one."""
+    before = cpu_step.GATHER
     cpu_step.GATHER = gather
-    params, grad_kinds = _build(specs, seed)
-    spec = get_spec(rule)
-    opt = spec.build(params, impl="fused", state_dtype=state_dtype)
-    _scale(opt, scaled)
-    outcomes = []
-    for step in range(3):
-        _give_grads(params, grad_kinds, step, scaled)
-        try:
-            opt.step()
-            outcomes.append("ok")
-        except Exception as err:  # noqa: BLE001 - compared between the gatherers, whatever it is
-            outcomes.append(f"{type(err).__name__}: {err}")
-    state = [{k: (v.clone() if torch.is_tensor(v) else v) for k, v in opt.state[p].items()} for p in params]
-    return outcomes, [p.detach().clone() for p in params], state, cpu_step.fused_tensor_count(opt)
+    try:
+        params, grad_kinds = _build(specs, seed)
+        opt = get_spec(rule).build(params, impl=impl, state_dtype=state_dtype)
+        _scale(opt, scaled)
+        outcomes = []
+        for step in range(3):
+            _give_grads(params, grad_kinds, step, scaled)
+            try:
+                opt.step()
+                outcomes.append("ok")
+            except Exception as err:  # noqa: BLE001 - compared between the runs, whatever it is
+                outcomes.append(f"{type(err).__name__}: {err}")
+        state = [{k: (v.clone() if torch.is_tensor(v) else v) for k, v in opt.state[p].items()} for p in params]
+        return outcomes, [p.detach().clone() for p in params], state, cpu_step.fused_tensor_count(opt)
+    finally:
+        cpu_step.GATHER = before
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -108,12 +113,8 @@ def _run(gather, specs, rule, state_dtype, seed, scaled=False):
        state_dtype=st.sampled_from([None, torch.float32]), seed=st.integers(0, 2**16), scaled=st.booleans())
 def test_both_gatherers_end_every_random_group_identically(specs, rule, state_dtype, seed, scaled):
     assert cpu_build.gather_module(wait=True) is not None, cpu_build.gather_unavailable_reason()
-    before = cpu_step.GATHER
-    try:
-        py = _run("python", specs, rule, state_dtype, seed, scaled)
-        native = _run("native", specs, rule, state_dtype, seed, scaled)
-    finally:
-        cpu_step.GATHER = before
+    py = _run(specs, rule, state_dtype, seed, scaled, gather="python")
+    native = _run(specs, rule, state_dtype, seed, scaled, gather="native")
     assert native[0] == py[0]
     assert native[3] == py[3], "the gatherers stepped different numbers of tensors"
     for a, b in zip(native[1], py[1]):
@@ -123,21 +124,6 @@ def test_both_gatherers_end_every_random_group_identically(specs, rule, state_dt
         for key in sa:
             x, y = torch.as_tensor(sa[key]), torch.as_tensor(sb[key])
             assert torch.equal(x, y) or torch.equal(x.nan_to_num(), y.nan_to_num()), key
-
-
-def _run_impl(impl, specs, rule, state_dtype, seed, scaled=False):
-    params, grad_kinds = _build(specs, seed)
-    opt = get_spec(rule).build(params, impl=impl, state_dtype=state_dtype)
-    _scale(opt, scaled)
-    outcomes = []
-    for step in range(3):
-        _give_grads(params, grad_kinds, step, scaled)
-        try:
-            opt.step()
-            outcomes.append("ok")
-        except Exception as err:  # noqa: BLE001 - compared between the paths, whatever it is
-            outcomes.append(f"{type(err).__name__}: {err}")
-    return outcomes, [p.detach().clone() for p in params]
 
 
 # torch.testing's defaults per dtype (torch's own fused-vs-for-loop optimizer tests use them)
@@ -154,13 +140,8 @@ TOL = {torch.float32: dict(rtol=1.3e-6, atol=1e-5), torch.float64: dict(rtol=1e-
          rule="sgd", state_dtype=None, seed=0, scaled=False)
 def test_the_fused_path_ends_every_random_group_as_the_reference_rule(specs, rule, state_dtype, seed, scaled):
     assert cpu_build.gather_module(wait=True) is not None, cpu_build.gather_unavailable_reason()
-    before = cpu_step.GATHER
-    try:
-        cpu_step.GATHER = "native"
-        fused = _run_impl("fused", specs, rule, state_dtype, seed, scaled)
-    finally:
-        cpu_step.GATHER = before
-    reference = _run_impl("reference", specs, rule, state_dtype, seed, scaled)
+    fused = _run(specs, rule, state_dtype, seed, scaled, impl="fused")
+    reference = _run(specs, rule, state_dtype, seed, scaled, impl="reference")
     assert fused[0] == reference[0]
     for i, (a, b) in enumerate(zip(fused[1], reference[1])):
         torch.testing.assert_close(a, b, **TOL[b.dtype], equal_nan=True, msg=lambda m: f"param {i}: {m}")
