@@ -73,9 +73,17 @@ struct Span {
     bool written;
 };
 
-Span span_of(const at::Tensor &t, c10::ScalarType dtype, Py_ssize_t owner, bool written) {
+// The span of a contiguous tensor.
+Span span_of(const at::Tensor &t, Py_ssize_t owner, bool written) {
     const uintptr_t lo = reinterpret_cast<uintptr_t>(t.data_ptr());
-    return Span{lo, lo + static_cast<uintptr_t>(t.numel()) * c10::elementSize(dtype), owner, written};
+    return Span{lo, lo + static_cast<uintptr_t>(t.numel()) * c10::elementSize(t.scalar_type()), owner, written};
+}
+
+// A 0-d float32/float64 CPU tensor with memory of its own: a step counter, or NAdam's Π.
+bool is_counter(const at::Tensor &t) {
+    const c10::ScalarType st = t.scalar_type();
+    return t.device().is_cpu() && t.layout() == c10::kStrided && t.dim() == 0 &&
+           (st == c10::kFloat || st == c10::kDouble) && !odd_memory(t);
 }
 
 // The bytes a dense CPU tensor's elements lie in, strides included, as the span of parameter `owner`; false for
@@ -140,7 +148,7 @@ int examine(const Args &a, PyObject *obj, Py_ssize_t owner, PyObject *const key_
     const int64_t numel = param.numel();
     int count = 0;
     void *pointers[6];
-    spans[count] = span_of(param, pdtype, owner, true);
+    spans[count] = span_of(param, owner, true);
     pointers[count++] = param.data_ptr();
     for (int k = 0; k < 3; k++) {
         state_ptrs[k] = nullptr;
@@ -150,7 +158,7 @@ int examine(const Args &a, PyObject *obj, Py_ssize_t owner, PyObject *const key_
         const at::Tensor &t = THPVariable_Unpack(entry);
         if (t.scalar_type() != sdtype || !strided_cpu_contiguous(t) || t.sizes() != param.sizes() || odd_memory(t))
             return -1;
-        spans[count] = span_of(t, sdtype, owner, true);
+        spans[count] = span_of(t, owner, true);
         state_ptrs[k] = pointers[count++] = t.data_ptr();
     }
     state_ptrs[3] = state_ptrs[4] = nullptr;
@@ -160,23 +168,17 @@ int examine(const Args &a, PyObject *obj, Py_ssize_t owner, PyObject *const key_
         PyObject *entry = state_entry(state, step_key);
         if (entry == nullptr) return PyErr_Occurred() ? -3 : -1;
         const at::Tensor &step = THPVariable_Unpack(entry);
-        const c10::ScalarType st = step.scalar_type();
-        if (!step.device().is_cpu() || step.layout() != c10::kStrided || step.dim() != 0 ||
-            (st != c10::kFloat && st != c10::kDouble) || odd_memory(step))
-            return -1;
-        step_kind = st == c10::kDouble ? 1 : 0;
-        spans[count] = span_of(step, st, owner, true);
+        if (!is_counter(step)) return -1;
+        step_kind = step.scalar_type() == c10::kDouble ? 1 : 0;
+        spans[count] = span_of(step, owner, true);
         state_ptrs[3] = pointers[count++] = step.data_ptr();
         if (a.extra != Py_None) {
             PyObject *extra_entry = state_entry(state, a.extra);
             if (extra_entry == nullptr) return PyErr_Occurred() ? -3 : -1;
             const at::Tensor &extra = THPVariable_Unpack(extra_entry);
-            const c10::ScalarType et = extra.scalar_type();
-            if (!extra.device().is_cpu() || extra.layout() != c10::kStrided || extra.dim() != 0 ||
-                (et != c10::kFloat && et != c10::kDouble) || odd_memory(extra))
-                return -1;
-            if (et == c10::kDouble) step_kind |= 2;  // torch's loader makes NAdam's Π float64 beside a float32 step
-            spans[count] = span_of(extra, et, owner, true);
+            if (!is_counter(extra)) return -1;
+            if (extra.scalar_type() == c10::kDouble) step_kind |= 2;  // torch's loader: a float64 Π, float32 step
+            spans[count] = span_of(extra, owner, true);
             state_ptrs[4] = pointers[count++] = extra.data_ptr();
         }
     }
@@ -193,7 +195,7 @@ int examine(const Args &a, PyObject *obj, Py_ssize_t owner, PyObject *const key_
         return -1;
     void *grad_pointer = grad._is_zerotensor() ? nullptr : grad.data_ptr();
     if (grad_pointer == nullptr) return -1;
-    spans[count] = span_of(grad, pdtype, owner, a.grad_inv_scale != 0);
+    spans[count] = span_of(grad, owner, a.grad_inv_scale != 0);
     for (int i = 0; i < count; i++)
         if (pointers[i] == grad_pointer) return -1;
     n_spans = count + 1;
