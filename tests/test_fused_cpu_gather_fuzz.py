@@ -3,8 +3,8 @@ missing gradients, mixed-precision state, GradScaler's unscaling — stepped by 
 
 The native gatherer and the Python loop must end the same way (the same error, or none) with bit-identical
 parameters and state: they make the same decisions by construction, so any difference is a bug in one of them.
-The fused path must end as the reference rule does (the same error, or none; parameters within torch.testing's
-tolerance for their dtype)."""
+The fused path must end as the reference rule does: the same error, or none and parameters within
+torch.testing's tolerance for their dtype."""
 
 from __future__ import annotations
 
@@ -143,5 +143,7 @@ def test_the_fused_path_ends_every_random_group_as_the_reference_rule(specs, rul
     fused = _run(specs, rule, state_dtype, seed, scaled, impl="fused")
     reference = _run(specs, rule, state_dtype, seed, scaled, impl="reference")
     assert fused[0] == reference[0]
+    if any(outcome != "ok" for outcome in fused[0]):
+        return  # a step that raised left both paths part-stepped, not on the same tensors (docs/speed.md)
     for i, (a, b) in enumerate(zip(fused[1], reference[1])):
         torch.testing.assert_close(a, b, **TOL[b.dtype], equal_nan=True, msg=lambda m: f"param {i}: {m}")
