@@ -172,3 +172,31 @@ def test_integer_buffers_keep_their_live_values():
     torch.testing.assert_close(other.running_mean, avg.averaged()["running_mean"])
     with avg.average_parameters():
         assert model.num_batches_tracked.item() == 2
+
+
+def test_ema_of_non_finite_values_follows_the_loop():
+    # a NaN stays NaN and an inf stays inf afterwards, as with EMA.update value by value
+    x = [1.0, float("inf"), 2.0, float("-inf"), 3.0]
+    for beta in (0.0, 0.5, 0.9):
+        running = EMA(beta)
+        expected = [running.update(v) for v in x]
+        got = ema(x, beta)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+        np.testing.assert_array_equal(np.isinf(got), np.isinf(expected))
+        assert got[0] == pytest.approx(expected[0])
+    assert ema([1.0, float("nan"), 2.0], 0.5, bias_correction=False)[1:] == pytest.approx([np.nan] * 2, nan_ok=True)
+
+
+def test_ema_rounding_stays_at_ulps_of_the_average_magnitude():
+    # against an extended-precision loop: a near-zero-mean series where the value's own size says little
+    x = np.random.default_rng(7).normal(size=20_000) * 10.0 ** np.random.default_rng(8).uniform(-6, 6, 20_000)
+    for beta in (0.5, 0.99, 0.999):
+        ref, scale, v, a = [], [], np.longdouble(0), np.longdouble(0)
+        b = np.longdouble(beta)
+        for xi in x:
+            v = b * v + (1 - b) * np.longdouble(xi)
+            a = b * a + (1 - b) * np.longdouble(abs(xi))
+            ref.append(v)
+            scale.append(a)
+        err = np.abs(np.asarray(ema(x, beta, bias_correction=False), dtype=np.longdouble) - np.array(ref))
+        assert float((err / np.array(scale)).max()) < 1e-14

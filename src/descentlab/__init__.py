@@ -28,8 +28,7 @@ from descentlab.schedules import Scheduler
 from descentlab.data import suggest_batch_size
 from descentlab.train import History, fit
 from descentlab import datasets, models
-
-__version__ = "0.1.0"
+from descentlab._version import __version__
 
 __all__ = [
     "REGISTRY", "SGD", "Adadelta", "Adagrad", "Adam", "AdamW", "Momentum", "NAdam", "Nesterov",

@@ -19,7 +19,6 @@ from typing import Any, Iterator
 
 import numpy as np
 import torch
-from scipy.signal import lfilter
 
 from descentlab.rules.common import bias_correction as correction_factor
 
@@ -108,9 +107,10 @@ class EMA:
 def ema(series: Any, beta: float, *, bias_correction: bool = True) -> Any:
     """The whole averaged series at once, equal to updating :class:`EMA` value by value.
 
-    Vectorised with a linear filter (``scipy.signal.lfilter``, exact for this recurrence and stable for
-    any length), along the first axis. A list gives a list, a NumPy array an array, a tensor a tensor
-    (same dtype and device; computed in float64).
+    Vectorised along the first axis by a doubling scan in float64 (:func:`_ema_recurrence`: stable for
+    any length, no ``β^{−t}`` overflow); a non-finite value carries on as it does value by value (a NaN
+    stays NaN, an inf stays inf). A list gives a list, a NumPy array an array, a tensor a tensor (same
+    dtype and device; computed in float64).
 
     >>> [round(v, 3) for v in ema([40, 49, 45], 0.98, bias_correction=False)]
     [0.8, 1.764, 2.629]
@@ -124,7 +124,7 @@ def ema(series: Any, beta: float, *, bias_correction: bool = True) -> Any:
         x = np.asarray(series, dtype=np.float64)
     if x.ndim == 0:
         raise ValueError("series must be one-dimensional (or more), got a scalar")
-    out = lfilter([1.0 - beta], [1.0, -beta], x, axis=0)
+    out = _ema_recurrence(x, beta)
     if bias_correction and len(x):
         t = np.arange(1, len(x) + 1, dtype=np.float64)
         factors = correction_factor(beta, t)  # 1 − βᵗ in float64, the one shared definition
@@ -135,6 +135,44 @@ def ema(series: Any, beta: float, *, bias_correction: bool = True) -> Any:
     if kind == "numpy":
         return out
     return out.tolist()
+
+
+def _ema_recurrence(x: np.ndarray, beta: float) -> np.ndarray:
+    """``v_t = β v_{t−1} + (1 − β) x_t`` from ``v_0 = 0`` along axis 0 of a float64 array, uncorrected.
+
+    A Hillis–Steele doubling scan: start from ``v = (1 − β) x``; the pass with stride ``k = 1, 2, 4, …``
+    adds ``βᵏ · v[t − k]`` to ``v[t]``, after which ``v[t]`` sums the last ``2k`` terms
+    ``β^{t−i} (1 − β) x_i`` — so after ⌈log₂ n⌉ passes (fewer once ``βᵏ`` underflows to 0, when the older
+    terms can no longer count) it holds the whole sum. Every product is of a term with a power of
+    ``β ≤ 1``, so nothing overflows at any length (a closed form through cumulative sums of ``β^{−t}``
+    does), and each output is a tree sum of depth ~log₂ n: its rounding error stays at a few ulps of the
+    average of ``|x|`` — as small as the value-by-value loop's, smaller for β near 1 (measured against
+    an 80-bit reference on a million points). It is not bit-identical to the loop.
+
+    Non-finite inputs follow the loop: the scan runs on them as zeros, then from the first NaN / inf on
+    the result is the running sum of the non-finite values (inf stays inf, inf + −inf or a NaN is NaN);
+    with β = 0 the loop's ``0 · inf`` makes everything after a non-finite value NaN, and so does this.
+    """
+    finite = np.isfinite(x)
+    all_finite = bool(finite.all())
+    v = (1.0 - beta) * (x if all_finite else np.where(finite, x, 0.0))
+    n, k = x.shape[0], 1
+    while k < n:
+        step = beta**k
+        if step == 0.0:
+            break
+        v[k:] += step * v[:-k]  # the right side is a new array, so this reads the previous pass's v
+        k *= 2
+    if not all_finite:
+        if beta == 0.0:
+            after = np.logical_or.accumulate(~finite, axis=0)
+            after[1:], after[0] = after[:-1].copy(), False  # strictly after a non-finite value
+            v = np.where(after, np.nan, np.where(finite, v, x))
+        else:
+            with np.errstate(invalid="ignore"):  # inf + −inf → NaN is the point here, not a mistake
+                carried = np.cumsum(np.where(finite, 0.0, x), axis=0)  # 0 until the first NaN / inf
+            v = np.where(carried == 0.0, v, carried)
+    return v
 
 
 def _accumulator_dtype(dtype: torch.dtype) -> torch.dtype:

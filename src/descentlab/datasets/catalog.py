@@ -2,6 +2,8 @@
 
 Nothing is ever downloaded: scikit-learn's sets ship inside the package, mnist1d is *generated* by its
 package's own generator (and cached), the synthetic sets are drawn from seeded generators.
+scikit-learn and mnist1d come with ``pip install 'descentlab[lab]'`` and are imported only when such a set is
+loaded; without them ``linear`` and ``quadratic_deep`` still load, the others raise a one-line ``ImportError``.
 """
 
 from __future__ import annotations
@@ -16,13 +18,13 @@ from typing import Callable
 import numpy as np
 
 from descentlab.datasets.splits import DataSplits, make_splits
+from descentlab.extras import require
 
 
 def _sklearn(loader_name: str, task: str) -> Callable[..., DataSplits]:
     def load(seed: int = 0, **kwargs) -> DataSplits:
-        import sklearn.datasets
-
-        x, y = getattr(sklearn.datasets, loader_name)(return_X_y=True)
+        sklearn_datasets = require("sklearn.datasets", f"the {loader_name.removeprefix('load_')!r} dataset")
+        x, y = getattr(sklearn_datasets, loader_name)(return_X_y=True)
         return make_splits(loader_name.removeprefix("load_"), task, x, y, seed=seed, **kwargs,
                            info={"source": f"sklearn.datasets.{loader_name} (bundled, offline)"})
 
@@ -39,8 +41,8 @@ def _cache_dir() -> Path:
 def mnist1d_arrays(num_samples: int = 5000, seed: int = 42) -> tuple[np.ndarray, np.ndarray]:
     """mnist1d generated with its package's generator (``mnist1d.data.make_dataset``), cached on disk
     (atomically) by its arguments. The default arguments are the paper's (4000 train + 1000 test)."""
-    from mnist1d.data import get_dataset_args, make_dataset
-
+    mnist1d_data = require("mnist1d.data", "the 'mnist1d' dataset")
+    get_dataset_args, make_dataset = mnist1d_data.get_dataset_args, mnist1d_data.make_dataset
     args = get_dataset_args()
     args.num_samples, args.seed = num_samples, seed
     key = hashlib.sha256(json.dumps(vars(args), sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -1,9 +1,15 @@
-"""A progress bar (tqdm) with loss, learning rate and samples/s; silent when not on a terminal."""
+"""A progress bar (tqdm) with loss, learning rate and samples/s; silent when not on a terminal.
+
+tqdm comes with ``pip install 'descentlab[lab]'``; without it training runs without a bar (one warning).
+"""
 
 from __future__ import annotations
 
 import sys
 import time
+import warnings
+
+from descentlab.extras import require
 
 
 class Progress:
@@ -13,8 +19,11 @@ class Progress:
         self._bar = None
         self._last = 0.0
         if enabled and sys.stderr.isatty():
-            from tqdm import tqdm
-
+            try:
+                tqdm = require("tqdm", "the progress bar").tqdm
+            except ImportError as missing:  # training goes on without a bar; say so once
+                warnings.warn(str(missing), stacklevel=2)
+                return
             self._bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, leave=False)
 
     def update(self, loss: float, lr: float, samples: int, seconds: float) -> None:
