@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import HAVE_CXX, NO_CXX_REASON
+
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
                   "--enable-logging=stderr", "--v=0"]
@@ -77,8 +79,8 @@ def gatherer(request, monkeypatch):
     from descentlab.fused import cpu_build, cpu_step
 
     if request.param == "native":
-        if not (os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")):
-            pytest.skip("no C++ compiler: the native gatherer cannot be built here")
+        if not HAVE_CXX:
+            pytest.skip(NO_CXX_REASON)
         if cpu_build.gather_module(wait=True) is None:
             pytest.fail(f"the native gatherer did not build: {cpu_build.gather_unavailable_reason()}")
     monkeypatch.setattr(cpu_step, "GATHER", request.param)

@@ -137,8 +137,3 @@ def nadam(w, g, s, t, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, m
     D = _root(v / (1 - b2**t), eps, eps_placement)
     return w - lr * (1 - mu) / (1 - prod) * g / D - lr * mu_next / (1 - prod * mu_next) * m / D
 
-
-REFERENCES = {
-    "sgd": sgd, "momentum": momentum, "nesterov": nesterov, "adagrad": adagrad, "adadelta": adadelta,
-    "rmsprop": rmsprop, "adam": adam, "adamw": adamw, "nadam": nadam,
-}

@@ -11,48 +11,22 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from descentlab.optim.registry import REGISTRY
+from optimizer_cases import case
 
 NAMES = list(REGISTRY)
-unit = st.floats(0.0, 0.999)
-small = st.floats(0.0, 0.5)
 shapes = st.lists(st.integers(0, 4), min_size=0, max_size=3).map(tuple)  # includes 0-d and empty tensors
 
-# Valid hyperparameters per row (beyond lr / weight_decay, which every row takes).
-VALID = {
-    "sgd": dict(momentum=unit, nesterov=st.booleans(), momentum_form=st.sampled_from(["sum", "ema"]),
-                maximize=st.booleans()),
-    "momentum": dict(beta=unit, form=st.sampled_from(["ema", "sum"])),
-    "nesterov": dict(beta=unit),
-    "adagrad": dict(lr_decay=small, initial_accumulator_value=small, eps=st.floats(1e-12, 1e-3),
-                    eps_placement=st.sampled_from(["inside", "outside"])),
-    "adadelta": dict(rho=unit, eps=st.floats(1e-10, 1e-3), eps_placement=st.sampled_from(["inside", "outside"])),
-    "rmsprop": dict(alpha=unit, momentum=unit, centered=st.booleans(), eps=st.floats(1e-10, 1e-3),
-                    eps_placement=st.sampled_from(["inside", "outside"])),
-    "adam": dict(betas=st.tuples(unit, unit), amsgrad=st.booleans(), bias_correction=st.booleans(),
-                 eps=st.floats(1e-10, 1e-3), eps_placement=st.sampled_from(["inside", "outside"]),
-                 decoupled_weight_decay=st.booleans()),
-    "adamw": dict(betas=st.tuples(unit, unit), amsgrad=st.booleans(), eps=st.floats(1e-10, 1e-3)),
-    "nadam": dict(betas=st.tuples(unit, unit), momentum_decay=small, eps=st.floats(1e-10, 1e-3),
-                  decoupled_weight_decay=st.booleans()),
-}
+# Valid hyperparameters per row (beyond lr / weight_decay, which every row takes): Case.valid in
+# tests/optimizer_cases.py, with Case.fix_valid for the draws that would be degenerate.
 
 
 @st.composite
 def valid_case(draw, name):
-    opts = {key: draw(strategy) for key, strategy in VALID[name].items()}
+    opts = {key: draw(strategy) for key, strategy in case(name).valid.items()}
     opts["lr"] = draw(st.floats(0.0, 1.0))
     opts["weight_decay"] = draw(st.floats(0.0, 0.1))
-    if name == "sgd":
-        opts["dampening"] = 0.0
-        if opts["nesterov"] and opts["momentum"] == 0:
-            opts["momentum"] = 0.5
-    if name == "adadelta":
-        opts["lr"] = min(opts["lr"], 1.0)
-    if name == "rmsprop" and opts["centered"] and opts["alpha"] == 0:
-        # S − ḡ² = g² − g² is exactly 0: every step is g / ε (ε ≥ 1e-10), and with weight decay feeding w back
-        # into g the weights overflow in a few steps in exact arithmetic. Whether a run stays finite then
-        # depends only on how g² − g² rounds (torch's FMA leaves a residual of ~1e-8 g²), so it is no property.
-        opts["alpha"] = 0.5
+    if case(name).fix_valid is not None:
+        case(name).fix_valid(opts)
     if opts.get("eps", 1) == 0 and opts.get("eps_placement") == "outside":
         opts["eps"] = 1e-8
     shape = draw(shapes)
@@ -65,8 +39,8 @@ def valid_case(draw, name):
 def test_valid_hyperparameters_give_finite_results(name):
     @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(valid_case(name))
-    def check(case):
-        opts, shape, dtype, seed = case
+    def check(drawn):
+        opts, shape, dtype, seed = drawn
         gen = torch.Generator().manual_seed(seed)
         p = torch.nn.Parameter(torch.randn(shape, generator=gen, dtype=dtype))
         opt = REGISTRY[name].cls([p], **opts)
@@ -86,8 +60,6 @@ OUT_OF_RANGE = {
     "lr": st.one_of(st.floats(max_value=-1e-12), st.just(math.nan)),
     "weight_decay": st.floats(max_value=-1e-12),
 }
-BETA_LIKE = {"sgd": "momentum", "momentum": "beta", "nesterov": "beta", "adadelta": "rho", "rmsprop": "alpha",
-             "adam": "betas", "adamw": "betas", "nadam": "betas"}
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -96,7 +68,7 @@ def test_invalid_hyperparameters_raise_value_error_naming_them(name):
     @given(st.sampled_from(sorted(OUT_OF_RANGE) + ["beta"]), st.data())
     def check(key, data):
         if key == "beta":
-            key = BETA_LIKE.get(name)
+            key = case(name).beta_like
             if key is None:
                 return
             bad = data.draw(st.one_of(st.floats(min_value=1.0, max_value=1e6), st.floats(max_value=-1e-9)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import os
+import warnings
 
 import pytest
 import torch
@@ -14,13 +15,15 @@ from hypothesis import strategies as st
 import descentlab
 from descentlab.cli import main
 from descentlab.optim.registry import REGISTRY
+from descentlab.optim.base import STATE_FORMAT
+from optimizer_cases import case
 
 NAMES = list(REGISTRY)
 
 
 def _with_state(name):
-    """Options under which the row keeps per-parameter state (plain SGD keeps none)."""
-    return {"momentum": 0.9} if name == "sgd" else {}
+    """Options under which the row keeps per-parameter state (plain SGD keeps none): Case.stateful."""
+    return case(name).stateful
 
 
 def _trained(name, shape=(3, 2), steps=2):
@@ -30,6 +33,19 @@ def _trained(name, shape=(3, 2), steps=2):
         p.grad = torch.randn(shape)
         opt.step()
     return p, opt
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_state_dict_carries_the_format_marker_and_round_trips(name):
+    p, opt = _trained(name)
+    saved = opt.state_dict()
+    assert saved["descentlab_format"] == STATE_FORMAT
+    q = torch.nn.Parameter(p.detach().clone())
+    fresh = REGISTRY[name].build([q], **_with_state(name))
+    fresh.load_state_dict(copy.deepcopy(saved))
+    assert set(fresh.state[q]) == set(opt.state[p])
+    for key, value in opt.state[p].items():
+        assert torch.equal(torch.as_tensor(fresh.state[q][key]), torch.as_tensor(value)), key
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -48,12 +64,23 @@ def test_wrong_shapes_groups_and_versions_are_refused(name):
                                                       **_with_state(name))
     with pytest.raises(ValueError, match="shape"):
         fresh((2, 3)).load_state_dict(copy.deepcopy(opt.state_dict()))
+    wrong_numel = copy.deepcopy(opt.state_dict())
+    entry = wrong_numel["state"][0]
+    entry[next(k for k, v in entry.items() if torch.is_tensor(v) and v.dim() > 0)] = torch.zeros(5)
+    with pytest.raises(ValueError, match="shape"):
+        fresh().load_state_dict(wrong_numel)
     future = copy.deepcopy(opt.state_dict())
     future["descentlab_format"] = 2
     with pytest.raises(ValueError, match="descentlab_format 2"):
         fresh().load_state_dict(future)
     with pytest.raises(ValueError, match="needs 'state' and 'param_groups'"):
         fresh().load_state_dict({"state": {}})
+    with pytest.raises(ValueError, match="not an optimizer state_dict"):
+        fresh().load_state_dict({"weights": 1})
+    more = REGISTRY[name].build([torch.nn.Parameter(torch.randn(3, 2)), torch.nn.Parameter(torch.randn(1))],
+                                **_with_state(name))
+    with pytest.raises(ValueError, match="parameters"):
+        more.load_state_dict(copy.deepcopy(opt.state_dict()))
     two = REGISTRY[name].build([{"params": [torch.nn.Parameter(torch.randn(3, 2))]},
                                 {"params": [torch.nn.Parameter(torch.randn(1))]}], **_with_state(name))
     with pytest.raises(ValueError, match="param groups"):
@@ -116,6 +143,10 @@ def test_parameters_moved_to_another_dtype_take_their_state_along(name):
             if torch.is_tensor(value) and value.dim() > 0:
                 assert value.dtype == torch.float64
     assert all(torch.isfinite(p).all() for p in model.parameters())
+    model(torch.randn(4, 3, dtype=torch.float64)).sum().backward()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one warning: the state stays with the parameter from then on
+        opt.step()
 
 
 def test_a_tensor_learning_rate_is_read_every_step():
