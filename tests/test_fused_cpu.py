@@ -8,6 +8,7 @@ test_optim_parity.py.
 
 from __future__ import annotations
 
+import dataclasses
 import copy
 import os
 import shutil
@@ -19,6 +20,7 @@ import pytest
 import torch
 
 import descentlab
+from descentlab.fused.abi import kernel_call, kernels_by_rule
 from descentlab.fused import cpu_build, cpu_step
 
 CONFIGS = [
@@ -239,20 +241,38 @@ def test_skip_policy_leaves_fused_state_untouched():
     assert all(torch.equal(of.state[fused[0]][k], v) for k, v in before.items())
 
 
-def test_subclasses_and_aliased_gradients_take_the_reference_rule():
+def test_subclasses_keep_the_fused_path_and_unknown_rules_take_the_reference_loop():
+    class MyAdam(descentlab.Adam):  # a plain subclass: its plan is Adam's, so is its path
+        pass
+
+    ps = [torch.nn.Parameter(torch.randn(10)) for _ in range(2)]
+    qs = [p.detach().clone().requires_grad_() for p in ps]
+    mine, theirs = MyAdam(ps, lr=0.01, impl="fused"), descentlab.Adam(qs, lr=0.01, impl="fused")
+    for _ in range(3):
+        for p, q in zip(ps, qs):
+            p.grad = torch.randn(10)
+            q.grad = p.grad.clone()
+        mine.step()
+        theirs.step()
+    assert _fused_count(mine) == 2 == _fused_count(theirs)
+    assert all(torch.equal(p, q) for p, q in zip(ps, qs))
+
     calls = []
 
+    def logged_adam(param, grad, exp_avg, exp_avg_sq, *, step, **hp):  # a rule with no kernel: the reference loop
+        calls.append(step)
+        descentlab.rules.adam(param, grad, exp_avg, exp_avg_sq, step=step, **hp)
+
     class Logged(descentlab.Adam):
-        def _update(self, *args, **kwargs):
-            calls.append(1)
-            super()._update(*args, **kwargs)
+        def plan(self, group):
+            return dataclasses.replace(super().plan(group), rule=logged_adam)
 
     p = torch.nn.Parameter(torch.randn(10))
     opt = Logged([p], lr=0.01, impl="fused")
     for _ in range(3):
         p.grad = torch.randn(10)
         opt.step()
-    assert len(calls) == 3 and _fused_count(opt) == 0
+    assert calls == [1.0, 2.0, 3.0] and _fused_count(opt) == 0
 
     q = torch.nn.Parameter(torch.randn(10))
     opt = descentlab.SGD([q], lr=0.1, impl="fused")
@@ -270,6 +290,7 @@ def test_sparse_gradients_still_raise_the_reference_error():
         opt.step()
 
 
+@pytest.mark.slow
 def test_the_library_is_built_once_and_cached(tmp_path, monkeypatch):
     monkeypatch.setenv("DESCENTLAB_KERNEL_CACHE", str(tmp_path))
     first = cpu_build.build()
@@ -279,6 +300,7 @@ def test_the_library_is_built_once_and_cached(tmp_path, monkeypatch):
     assert [f.name for f in tmp_path.iterdir()] == [first.name]  # no temporary files left behind
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("default")
 def test_without_a_compiler_steps_fall_back_with_one_warning(tmp_path):
     script = textwrap.dedent("""
@@ -304,15 +326,29 @@ def test_without_a_compiler_steps_fall_back_with_one_warning(tmp_path):
     assert "OK" in out.stdout and "no-such-cc" in out.stdout
 
 
-def test_plans_cover_every_registry_optimizer():
+#: The rules that have a C kernel; a rule without one runs on the reference loop (kernels are optional).
+RULES_WITH_KERNELS = {"sgd", "heavy_ball", "ema_momentum", "adagrad", "adadelta", "rmsprop", "centered_rmsprop",
+                      "adam", "amsgrad", "nadam"}
+
+
+def test_which_rules_have_c_kernels():
+    assert set(kernels_by_rule()) == RULES_WITH_KERNELS
+
+
+def test_every_registry_variant_whose_rule_has_a_kernel_gets_a_kernel_call():
     from descentlab.optim.registry import REGISTRY
 
     for name, spec in REGISTRY.items():
-        p = torch.nn.Parameter(torch.zeros(3))
-        opt = spec.build([p])
-        assert cpu_step.plan_for(opt, opt.param_groups[0]) is not None, name
+        for variant, options in spec.variants.items():
+            p = torch.nn.Parameter(torch.zeros(3))
+            opt = spec.build([p], **options)
+            plan = opt.plan(opt.param_groups[0])
+            assert plan.rule.__module__.startswith("descentlab.rules"), (name, variant)
+            if plan.name in RULES_WITH_KERNELS:
+                assert kernel_call(plan) is not None, (name, variant)
 
 
+@pytest.mark.slow
 def test_an_unwritable_cache_folder_falls_back_to_the_temp_dir(tmp_path, monkeypatch):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the cache folder's parent should be")  # mkdir fails, even for root

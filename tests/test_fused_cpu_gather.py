@@ -126,8 +126,8 @@ def _run(gather: str, cls, opts, monkeypatch, steps: int = 6):
     sent: list[list[str]] = []
     real = fused_package.fused_cpu_step
 
-    def recording(optimizer, group, grad_inv_scale=0.0):
-        rest = real(optimizer, group, grad_inv_scale)
+    def recording(optimizer, group, plan, grad_inv_scale=0.0):
+        rest = real(optimizer, group, plan, grad_inv_scale)
         sent.append([names[id(p)] for p in rest])
         return rest
 

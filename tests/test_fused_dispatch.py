@@ -24,7 +24,7 @@ def _stepped(cls, param, **opts):
 
 def _choice(opt, param, impl):
     group = dict(opt.param_groups[0], impl=impl)
-    return eligible(opt, param, param.grad, opt.state[param], group)
+    return eligible(opt.plan(group), param, param.grad, opt.state[param], group)
 
 
 def test_fused_is_accepted_and_bad_impl_names_the_choices():
@@ -61,8 +61,8 @@ def test_odd_tensors_take_reference():
     p = torch.nn.Parameter(torch.zeros(4))
     opt = _stepped(descentlab.RMSprop, p)
     group = dict(opt.param_groups[0], impl="fused")
-    assert eligible(opt, p, torch.zeros(4, dtype=torch.float64), opt.state[p], group) is None  # grad dtype differs
-    assert eligible(opt, p, torch.zeros(2, 2), opt.state[p], group) is None  # grad shape differs
+    assert eligible(opt.plan(group), p, torch.zeros(4, dtype=torch.float64), opt.state[p], group) is None  # grad dtype differs
+    assert eligible(opt.plan(group), p, torch.zeros(2, 2), opt.state[p], group) is None  # grad shape differs
 
 
 def test_fused_skips_tensors_below_the_size_threshold(monkeypatch):

@@ -9,11 +9,16 @@ Selected by the optimizers' ``impl`` option (``"auto"`` | ``"reference"`` | ``"f
 * Other devices (:mod:`descentlab.fused.dispatch`): ``torch.compile`` of the rule kernels in
   :mod:`descentlab.fused.kernels`, for large tensors, ``"fused"`` only (and ``"auto"`` after many steps).
 
-The reference rules stay the oracle; docs/speed.md has the measurements.
+Every executor reads an optimizer's :class:`~descentlab.rules.plan.StepPlan` and none imports an optimizer
+class: :mod:`descentlab.fused.abi` maps rules to C kernels (their hyperparameters by name),
+:mod:`descentlab.fused.compiled_rules` maps rules to compiled kernels. The reference rules stay the oracle;
+docs/speed.md has the measurements.
 """
 
-from descentlab.fused.cpu_step import fused_cpu_step, plan_for
+from descentlab.fused import dispatch
+from descentlab.fused.abi import CPU_KERNELS, kernel_call
+from descentlab.fused.cpu_step import fused_cpu_step
 from descentlab.fused.dispatch import AUTO_MIN_NUMEL, AUTO_MIN_STEPS, FUSED_MIN_NUMEL, eligible, try_fused_update
 
-__all__ = ["AUTO_MIN_NUMEL", "AUTO_MIN_STEPS", "FUSED_MIN_NUMEL", "eligible", "fused_cpu_step", "plan_for",
-           "try_fused_update"]
+__all__ = ["AUTO_MIN_NUMEL", "AUTO_MIN_STEPS", "CPU_KERNELS", "FUSED_MIN_NUMEL", "dispatch", "eligible",
+           "fused_cpu_step", "kernel_call", "try_fused_update"]

@@ -35,11 +35,14 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable
 
+from descentlab.fused.abi import CPU_KERNELS, GATHER_ABI_VERSION, KERNEL_ABI_VERSION
+
 SOURCES = ("cpu_kernels.c", "cpu_kernels.h")
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-ffp-contract=off", "-fPIC", "-shared",
-         "-std=gnu11")
-KERNELS = ("sgd", "heavy_ball", "ema_momentum", "adagrad", "adadelta", "rmsprop", "adam", "nadam")
-ABI_VERSION = 4
+         "-std=gnu11", f"-DDL_ABI_VERSION={KERNEL_ABI_VERSION}")
+#: The kernels the library exports (``dl_<kernel>_<variant>``), from the one table in :mod:`descentlab.fused.abi`.
+KERNELS = tuple(dict.fromkeys(abi.kernel for abi in CPU_KERNELS.values()))
+ABI_VERSION = KERNEL_ABI_VERSION
 #: Kernel variants: (parameter dtype)(state dtype) — float32, float64, and bf16 / fp16 with float32 state.
 VARIANTS = ("f32", "f64", "bf16f32", "f16f32")
 
@@ -200,8 +203,7 @@ def unavailable_reason() -> str | None:
 
 GATHER_SOURCE = "cpu_gather.cpp"
 GATHER_MODULE = "_descentlab_gather"
-GATHER_ABI_VERSION = 3
-GATHER_FLAGS = ("-O2", "-fPIC", "-shared", "-std=c++17", "-w")
+GATHER_FLAGS = ("-O2", "-fPIC", "-shared", "-std=c++17", "-w", f"-DDL_GATHER_ABI_VERSION={GATHER_ABI_VERSION}")
 
 _gather_loaded: Any = None
 _gather_failed: str | None = None

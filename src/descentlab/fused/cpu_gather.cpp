@@ -24,6 +24,10 @@
 // rest: the parameters with a gradient that were not stepped (in group order), which the caller steps with the
 // reference rule; stepped: how many tensors the kernels stepped.
 
+/* The interface's version: descentlab/fused/abi.py's GATHER_ABI_VERSION, passed by cpu_build.py. */
+#ifndef DL_GATHER_ABI_VERSION
+#error "compile with -DDL_GATHER_ABI_VERSION=<descentlab.fused.abi.GATHER_ABI_VERSION>"
+#endif
 #include <Python.h>
 
 #include <torch/csrc/Dtype.h>
@@ -397,7 +401,7 @@ PyObject *step_group(PyObject *, PyObject *args) {
 
 PyMethodDef methods[] = {
     {"step_group", step_group, METH_VARARGS, "Check and step a param group's tensors with a kernel (see the source)."},
-    {"abi_version", [](PyObject *, PyObject *) -> PyObject * { return PyLong_FromLong(3); }, METH_NOARGS,
+    {"abi_version", [](PyObject *, PyObject *) -> PyObject * { return PyLong_FromLong(DL_GATHER_ABI_VERSION); }, METH_NOARGS,
      "The calling convention's version."},
     {nullptr, nullptr, 0, nullptr}};
 

@@ -22,7 +22,11 @@
 /* Below this many elements in a call the step runs on one thread (starting a team costs more). */
 #define DL_MIN_PARALLEL 32768
 
-int dl_abi_version(void) { return 4; }
+/* The calling convention's version: descentlab/fused/abi.py's KERNEL_ABI_VERSION, passed by cpu_build.py. */
+#ifndef DL_ABI_VERSION
+#error "compile with -DDL_ABI_VERSION=<descentlab.fused.abi.KERNEL_ABI_VERSION>"
+#endif
+int dl_abi_version(void) { return DL_ABI_VERSION; }
 
 /* offsets[t] = numel[0] + … + numel[t-1]; offsets[n] is the total. Caller frees. */
 static int64_t *prefix_offsets(int64_t n, const int64_t *numel) {

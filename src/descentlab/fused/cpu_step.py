@@ -1,7 +1,7 @@
 """The CPU fused step: every eligible tensor of a param group in one call of a C kernel.
 
-:func:`plan_for` maps an optimizer and a group to a kernel of ``cpu_kernels.h``, the state it reads
-and writes, and its hyperparameters; :func:`fused_cpu_step` gathers the group's eligible tensors
+:func:`descentlab.fused.abi.kernel_call` maps a group's :class:`~descentlab.rules.plan.StepPlan` to a kernel of
+``cpu_kernels.h``, the state it reads and writes, and its hyperparameters; :func:`fused_cpu_step` gathers the group's eligible tensors
 (CPU, float32/float64, contiguous, dense gradient of the same dtype and shape, state already created
 with the same dtype and shape), calls the kernel once per (dtype, step dtype) and returns the
 tensors it did not step, which the caller steps with the reference rule. The kernel advances the
@@ -10,8 +10,9 @@ tensors it did not step, which the caller steps with the reference rule. The ker
 bf16 / fp16 parameters are fused when their state is float32 (``state_dtype=torch.float32``: mixed
 precision, float32 arithmetic, the parameter rounded to nearest even); with state in their own dtype
 they take the reference rule. Anything unusual falls back to the reference rule tensor by tensor:
-complex, sparse, non-contiguous, another device, a tensor's first step (state creation is the reference rule's), a
-subclass of a descentlab optimizer (it may override ``_update``), ``differentiable``.
+complex, sparse, non-contiguous, another device, a tensor's first step (state creation is the reference rule's),
+a plan whose rule has no kernel, ``differentiable``. Nothing here knows an optimizer class: a subclass of any
+optimizer keeps this path as long as its plan names a rule with a kernel.
 
 Who gathers: the checks above cost ≈ 1.3 µs a tensor in Python, more than the kernel itself on a model of
 thousands of small tensors. ``cpu_gather.cpp`` makes the same decisions in C++ (≈ 0.15–0.3 µs a tensor); it is
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import ctypes
 from array import array
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -36,7 +36,9 @@ try:
 except ImportError:  # pragma: no cover
     np = None
 
+from descentlab.fused.abi import KernelCall, kernel_call
 from descentlab.fused.cpu_build import VARIANTS, gather_module, library
+from descentlab.rules.plan import StepPlan
 
 #: (parameter dtype, state dtype) → kernel variant; bf16 / fp16 parameters need ``state_dtype=torch.float32``.
 KERNEL_VARIANTS = {(torch.float32, torch.float32): "f32", (torch.float64, torch.float64): "f64",
@@ -54,90 +56,6 @@ GATHER = "auto"
 NATIVE_GATHER_MIN_TENSORS = 32
 GATHER_MODES = ("auto", "native", "python")
 _kernel_addresses: dict[tuple[int, str], tuple[int, ...]] = {}
-
-
-@dataclass(frozen=True)
-class CpuPlan:
-    """What one group's step needs: ``kernel`` of cpu_kernels.h, the state keys passed as s0, s1, s2
-    (``None``: not passed), whether ``state["step"]`` exists and is advanced, an extra 0-d state
-    (NAdam's ``mu_product``) and the hyperparameters ``hp`` in the kernel's order."""
-
-    kernel: str
-    state_keys: tuple[str | None, str | None, str | None]
-    steps: bool
-    extra: str | None
-    hp: tuple[float, ...]
-
-
-def _flag(value: Any) -> float:
-    return 1.0 if value else 0.0
-
-
-def _inside(group: dict[str, Any]) -> float:
-    return _flag(group["eps_placement"] == "inside")
-
-
-_CLASSES: tuple[type, ...] = ()
-
-
-def _optimizer_classes() -> tuple[type, ...]:
-    """descentlab's optimizer classes, imported once (descentlab.optim imports this package lazily)."""
-    global _CLASSES
-    if not _CLASSES:
-        from descentlab.optim import SGD, Adadelta, Adagrad, Adam, AdamW, Momentum, NAdam, Nesterov, RMSprop
-
-        _CLASSES = (SGD, Adadelta, Adagrad, Adam, AdamW, Momentum, NAdam, Nesterov, RMSprop)
-    return _CLASSES
-
-
-def plan_for(optimizer: Any, group: dict[str, Any]) -> CpuPlan | None:
-    """The kernel plan for ``group`` of ``optimizer``, or ``None`` when no kernel applies."""
-    SGD, Adadelta, Adagrad, Adam, AdamW, Momentum, NAdam, Nesterov, RMSprop = _optimizer_classes()
-    kind = type(optimizer)
-    lr, wd, maximize = float(group["lr"]), float(group["weight_decay"]), _flag(group["maximize"])
-    if kind is SGD:
-        momentum = float(group["momentum"])
-        if momentum == 0:
-            return CpuPlan("sgd", (None, None, None), False, None, (lr, wd, maximize))
-        if group["momentum_form"] == "sum":
-            return CpuPlan("heavy_ball", ("momentum_buffer", None, None), False, None,
-                           (lr, momentum, 1.0 - float(group["dampening"]), _flag(group["nesterov"]), wd, maximize, 0.0))
-        return CpuPlan("ema_momentum", ("momentum_buffer", None, None), False, None,
-                       (lr, momentum, _flag(group["nesterov"]), 0.0, wd, maximize, 0.0))
-    if kind is Momentum:
-        beta = float(group["beta"])
-        if group["form"] == "sum":
-            return CpuPlan("heavy_ball", ("momentum_buffer", None, None), True, None,
-                           (lr, beta, 1.0, 0.0, wd, maximize, 1.0))
-        return CpuPlan("ema_momentum", ("momentum_buffer", None, None), True, None,
-                       (lr, beta, 0.0, _flag(group["bias_correction"]), wd, maximize, 1.0))
-    if kind is Nesterov:
-        return CpuPlan("heavy_ball", ("momentum_buffer", None, None), False, None,
-                       (lr, float(group["beta"]), 1.0, 1.0, wd, maximize, 0.0))
-    if kind is Adagrad:
-        return CpuPlan("adagrad", ("sum", None, None), True, None,
-                       (lr, float(group["lr_decay"]), float(group["eps"]), _inside(group), wd, maximize))
-    if kind is Adadelta:
-        return CpuPlan("adadelta", ("square_avg", "acc_delta", None), True, None,
-                       (lr, float(group["rho"]), float(group["eps"]), _inside(group), wd, maximize))
-    if kind is RMSprop:
-        momentum = float(group["momentum"])
-        keys = ("square_avg", "grad_avg" if group["centered"] else None, "momentum_buffer" if momentum > 0 else None)
-        return CpuPlan("rmsprop", keys, True, None,
-                       (lr, float(group["alpha"]), float(group["eps"]), _inside(group), momentum,
-                        _flag(group["centered"]), wd, maximize))
-    if kind in (Adam, AdamW):
-        beta1, beta2 = (float(b) for b in group["betas"])
-        keys = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq" if group["amsgrad"] else None)
-        return CpuPlan("adam", keys, True, None,
-                       (lr, beta1, beta2, float(group["eps"]), _inside(group), _flag(group["amsgrad"]),
-                        _flag(group["bias_correction"]), _flag(group["decoupled_weight_decay"]), wd, maximize))
-    if kind is NAdam:
-        beta1, beta2 = (float(b) for b in group["betas"])
-        return CpuPlan("nadam", ("exp_avg", "exp_avg_sq", None), True, "mu_product",
-                       (lr, beta1, beta2, float(group["eps"]), _inside(group), float(group["momentum_decay"]),
-                        _flag(group["decoupled_weight_decay"]), wd, maximize))
-    return None
 
 
 class _Batch:
@@ -186,7 +104,7 @@ def _step_counter(t: Any) -> bool:
     return type(t) is Tensor and t.is_cpu and t.dim() == 0 and t.dtype in STEP_DTYPES
 
 
-def _check(plan: CpuPlan, param: Tensor, state: dict[str, Any] | None, group: dict[str, Any]) -> _Checked | None:
+def _check(plan: KernelCall, param: Tensor, state: dict[str, Any] | None, group: dict[str, Any]) -> _Checked | None:
     """The full eligibility check of a parameter and its state (see the module docstring)."""
     if type(param) not in _PLAIN or type(param.data) is not Tensor:
         return None  # a tensor subclass (DTensor under FSDP2, …): its numel and data_ptr may not be its memory
@@ -233,7 +151,7 @@ def _array(values: list[int] | tuple[int, ...], keep: list[array]) -> int | None
     return buffer.buffer_info()[0]
 
 
-def _state_keys(plan: CpuPlan) -> tuple[str, ...]:
+def _state_keys(plan: KernelCall) -> tuple[str, ...]:
     """The state entries a plan reads, in the order of :class:`_Checked`'s tensors."""
     keys = [key for key in plan.state_keys if key is not None]
     if plan.steps:
@@ -352,8 +270,10 @@ def _addresses(lib: Any, kernel: str) -> tuple[int, ...]:
     return found
 
 
-def fused_cpu_step(optimizer: Any, group: dict[str, Any], grad_inv_scale: float = 0.0) -> list[Tensor]:
-    """Step every eligible tensor of ``group`` with one kernel call per dtype; return the others
+def fused_cpu_step(optimizer: Any, group: dict[str, Any], step_plan: StepPlan,
+                   grad_inv_scale: float = 0.0) -> list[Tensor]:
+    """Step every eligible tensor of ``group`` (whose step is ``step_plan``) with one kernel call per dtype,
+    using the state in ``optimizer.state``; return the others
     (in group order) for the reference path. ``grad_inv_scale`` ≠ 0 (``torch.amp.GradScaler``): each
     gradient is first unscaled in place, ``g ← g · grad_inv_scale``, in the same pass.
 
@@ -367,7 +287,7 @@ def fused_cpu_step(optimizer: Any, group: dict[str, Any], grad_inv_scale: float 
     counts[id(group)] = 0
     if not ENABLED or group.get("differentiable") or group.get("capturable"):
         return list(group["params"])
-    plan = plan_for(optimizer, group)
+    plan = kernel_call(step_plan)
     lib = library() if plan is not None else None
     if lib is None:
         return list(group["params"])

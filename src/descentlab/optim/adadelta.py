@@ -11,7 +11,8 @@ from descentlab.optim.base import RuleOptimizer, new_step_counter
 from descentlab.optim.sgd import check_torch_flags
 from descentlab.optim.validation import check_bool, check_choice, check_range
 from descentlab.rules.adadelta import adadelta
-from descentlab.rules.common import EPS_PLACEMENTS, prepare_gradient
+from descentlab.rules.common import EPS_PLACEMENTS
+from descentlab.rules.plan import StepPlan
 
 
 class Adadelta(RuleOptimizer):
@@ -80,8 +81,8 @@ class Adadelta(RuleOptimizer):
         state["square_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
         state["acc_delta"] = torch.zeros_like(param, memory_format=torch.preserve_format)
 
-    def _update(self, param: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any], first_step: bool) -> None:
-        grad = prepare_gradient(param, grad, weight_decay=group["weight_decay"], maximize=group["maximize"])
-        state["step"] += 1
-        adadelta(param, grad, state["square_avg"], state["acc_delta"], lr=float(group["lr"]), rho=group["rho"],
-                 eps=group["eps"], eps_placement=group["eps_placement"])
+    def plan(self, group: dict[str, Any]) -> StepPlan:
+        return StepPlan(adadelta, ("square_avg", "acc_delta"),
+                        dict(lr=float(group["lr"]), rho=group["rho"], eps=group["eps"],
+                             eps_placement=group["eps_placement"]),
+                        maximize=group["maximize"], weight_decay=group["weight_decay"], counts_steps=True)

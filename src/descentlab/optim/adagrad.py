@@ -11,7 +11,8 @@ from descentlab.optim.base import RuleOptimizer, new_step_counter
 from descentlab.optim.sgd import check_torch_flags
 from descentlab.optim.validation import check_bool, check_choice, check_range
 from descentlab.rules.adagrad import adagrad
-from descentlab.rules.common import EPS_PLACEMENTS, prepare_gradient
+from descentlab.rules.common import EPS_PLACEMENTS
+from descentlab.rules.plan import StepPlan
 
 
 class Adagrad(RuleOptimizer):
@@ -86,8 +87,7 @@ class Adagrad(RuleOptimizer):
         state["sum"] = torch.full_like(param, complex(init, init) if param.is_complex() else init,
                                        memory_format=torch.preserve_format)
 
-    def _update(self, param: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any], first_step: bool) -> None:
-        grad = prepare_gradient(param, grad, weight_decay=group["weight_decay"], maximize=group["maximize"])
-        state["step"] += 1
-        adagrad(param, grad, state["sum"], step=state["step"].item(), lr=float(group["lr"]),
-                lr_decay=group["lr_decay"], eps=group["eps"], eps_placement=group["eps_placement"])
+    def plan(self, group: dict[str, Any]) -> StepPlan:
+        return StepPlan(adagrad, ("sum",), dict(lr=float(group["lr"]), lr_decay=group["lr_decay"], eps=group["eps"],
+                                                eps_placement=group["eps_placement"]),
+                        maximize=group["maximize"], weight_decay=group["weight_decay"], counts_steps=True)

@@ -11,7 +11,8 @@ from descentlab.optim.base import RuleOptimizer, new_step_counter
 from descentlab.optim.sgd import check_torch_flags
 from descentlab.optim.validation import as_float, check_betas, check_bool, check_choice, check_range
 from descentlab.rules.adam import adam, amsgrad
-from descentlab.rules.common import EPS_PLACEMENTS, decay_weights, prepare_gradient
+from descentlab.rules.common import EPS_PLACEMENTS
+from descentlab.rules.plan import StepPlan
 
 
 class Adam(RuleOptimizer):
@@ -95,25 +96,14 @@ class Adam(RuleOptimizer):
         if group["amsgrad"]:
             state["max_exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
 
-    def _update(self, param: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any], first_step: bool) -> None:
-        lr = float(group["lr"])
-        if group["decoupled_weight_decay"]:
-            grad = prepare_gradient(param, grad, weight_decay=0, maximize=group["maximize"])
-        else:
-            grad = prepare_gradient(param, grad, weight_decay=group["weight_decay"], maximize=group["maximize"])
-        state["step"] += 1
-        if group["decoupled_weight_decay"]:
-            decay_weights(param, lr=lr, weight_decay=group["weight_decay"])
+    def plan(self, group: dict[str, Any]) -> StepPlan:
         beta1, beta2 = (as_float("betas[0]", group["betas"][0]), as_float("betas[1]", group["betas"][1]))
-        options = dict(step=state["step"].item(), lr=lr, beta1=beta1, beta2=beta2, eps=group["eps"],
-                       eps_placement=group["eps_placement"], bias_correction=group["bias_correction"])
-        if group["amsgrad"]:
-            if "max_exp_avg_sq" not in state:
-                raise RuntimeError("Adam state has no 'max_exp_avg_sq': amsgrad was switched on after the "
-                                   "first step; build a new optimizer instead")
-            amsgrad(param, grad, state["exp_avg"], state["exp_avg_sq"], state["max_exp_avg_sq"], **options)
-        else:
-            adam(param, grad, state["exp_avg"], state["exp_avg_sq"], **options)
+        return StepPlan(amsgrad if group["amsgrad"] else adam,
+                        ("exp_avg", "exp_avg_sq", "max_exp_avg_sq") if group["amsgrad"] else ("exp_avg", "exp_avg_sq"),
+                        dict(lr=float(group["lr"]), beta1=beta1, beta2=beta2, eps=group["eps"],
+                             eps_placement=group["eps_placement"], bias_correction=group["bias_correction"]),
+                        maximize=group["maximize"], weight_decay=group["weight_decay"],
+                        decoupled=group["decoupled_weight_decay"], counts_steps=True)
 
 
 class AdamW(Adam):

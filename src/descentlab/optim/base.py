@@ -3,7 +3,10 @@
 It owns everything that is not math: parameter groups and their validation, lazy state creation,
 the closure, ``torch.no_grad()``, complex parameters (viewed as pairs of reals), sparse-gradient
 refusal and the defaults restored when a ``state_dict`` from ``torch.optim`` lacks descentlab's
-options. A subclass says only which state it needs and which rule to call.
+options. A subclass says only which state it needs and what its step is — a
+:class:`~descentlab.rules.plan.StepPlan` per group — and every executor (the reference loop of
+:mod:`descentlab.optim.reference`, the C and compiled kernels of :mod:`descentlab.fused`) reads that plan, so a
+subclass keeps every fast path. The ``state_dict`` half lives in :mod:`descentlab.optim.state_dict`.
 """
 
 from __future__ import annotations
@@ -12,9 +15,11 @@ from typing import Any, Callable
 
 import torch
 from torch import Tensor
-from torch.optim import Optimizer
 
+from descentlab.optim.reference import step_reference
+from descentlab.optim.state_dict import COMMON_OPTIONS, STATE_FORMAT, StateDictOptimizer
 from descentlab.optim.validation import check_choice
+from descentlab.rules.plan import StepPlan
 
 _FUSED: Any = None
 
@@ -38,14 +43,10 @@ IMPLS: tuple[str, ...] = ("auto", "reference", "fused")
 #: default: the step is taken and NaN propagates), ``"skip"`` (no parameter or state of any group
 #: changes; ``skipped_steps`` counts them) or ``"raise"`` (``FloatingPointError`` naming the tensor).
 NONFINITE_POLICIES: tuple[str, ...] = ("ignore", "skip", "raise")
-COMMON_OPTIONS: tuple[str, ...] = ("impl", "nonfinite", "state_dtype")
 #: ``state_dtype``: ``None`` keeps the state in each parameter's dtype (torch's behaviour); ``torch.float32`` /
 #: ``torch.float64`` keeps it — and computes the step — in that dtype for parameters of lower precision
 #: (bf16 / fp16 parameters with fp32 state), rounding the result into the parameter.
 STATE_DTYPES: tuple[Any, ...] = (None, torch.float32, torch.float64)
-#: Version of descentlab's additions to a ``state_dict`` (the ``descentlab_format`` entry); a state_dict
-#: without the entry (say, from ``torch.optim``) is accepted, one from a newer format is refused.
-STATE_FORMAT = 1
 
 
 def scalar_dtype() -> torch.dtype:
@@ -58,21 +59,17 @@ def new_step_counter() -> Tensor:
     return torch.tensor(0.0, dtype=scalar_dtype())
 
 
-def _real_view(t: Any) -> Any:
-    return torch.view_as_real(t) if isinstance(t, Tensor) and t.is_complex() else t
-
-
-class RuleOptimizer(Optimizer):
+class RuleOptimizer(StateDictOptimizer):
     """Base of every descentlab optimizer.
 
     Subclasses implement:
 
     * ``_validate(group)`` – raise ``ValueError`` for a bad hyperparameter of one group;
     * ``_init_state(param, group, state)`` – fill an empty ``state`` dict for ``param``;
-    * ``_update(param, grad, state, group)`` – call the rule for one tensor (``grad`` is the raw
-      gradient; the subclass applies ``maximize`` / weight decay through the shared helpers).
+    * ``plan(group)`` – the group's :class:`~descentlab.rules.plan.StepPlan`: which rule, which state slots in
+      which order, which named hyperparameters, how ``maximize`` and weight decay apply, whether it counts steps.
 
-    ``_step_group(group)`` loops over the group's tensors; a faster path may override it.
+    ``_step_group(group)`` hands the plan to the C kernels (CPU) and the rest to the reference loop.
     """
 
     #: Options added by descentlab on top of torch's; restored from ``defaults`` when a loaded
@@ -121,69 +118,6 @@ class RuleOptimizer(Optimizer):
             for key, value in self.defaults.items():
                 group.setdefault(key, value)
 
-    # -- state_dict ----------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        """torch's ``state_dict`` plus a ``descentlab_format`` marker (torch.optim ignores it when loading)."""
-        state = super().state_dict()
-        state["descentlab_format"] = STATE_FORMAT
-        return state
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Check ``state_dict`` fits this optimizer — format version, state keys of this rule, tensor shapes —
-        with a message naming the culprit, then load it as torch does."""
-        if not isinstance(state_dict, dict) or "state" not in state_dict or "param_groups" not in state_dict:
-            raise ValueError("not an optimizer state_dict: it needs 'state' and 'param_groups'")
-        version = state_dict.get("descentlab_format", STATE_FORMAT)
-        if not isinstance(version, int) or version > STATE_FORMAT:
-            raise ValueError(f"state_dict has descentlab_format {version!r}; this descentlab reads formats up to "
-                             f"{STATE_FORMAT} — upgrade descentlab to load it")
-        saved_groups = state_dict["param_groups"]
-        if len(saved_groups) != len(self.param_groups):
-            raise ValueError(f"state_dict has {len(saved_groups)} param groups, this optimizer has "
-                             f"{len(self.param_groups)}")
-        for index, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
-            if len(saved["params"]) != len(group["params"]):
-                raise ValueError(f"param group {index}: state_dict has {len(saved['params'])} parameters, this "
-                                 f"optimizer has {len(group['params'])}")
-            merged = {**group, **{k: v for k, v in saved.items() if k != "params"}}
-            for key in self.extra_options + COMMON_OPTIONS:
-                merged.setdefault(key, self.defaults[key])
-            for saved_id, param in zip(saved["params"], group["params"]):
-                entry = state_dict["state"].get(saved_id)
-                if entry:
-                    self._check_loaded_state(type(self).__name__, param, merged, entry, saved_id)
-        super().load_state_dict({k: v for k, v in state_dict.items() if k != "descentlab_format"})
-        self._restore_wide_state(state_dict)
-
-    def _restore_wide_state(self, state_dict: dict[str, Any]) -> None:
-        """torch's ``load_state_dict`` casts floating state to each parameter's dtype; a parameter with a wider
-        ``state_dtype`` gets its saved state back at full precision instead (0-d entries such as NAdam's
-        ``mu_product`` in the dtype they were saved in; ``step`` torch leaves alone)."""
-        for saved, group in zip(state_dict["param_groups"], self.param_groups):
-            for saved_id, param in zip(saved["params"], group["params"]):
-                wide = self._wide_dtype(param, group)
-                entry = state_dict["state"].get(saved_id)
-                if wide is None or not entry:
-                    continue
-                for key, value in entry.items():
-                    if isinstance(value, Tensor) and value.is_floating_point() and value.dim() > 0:
-                        self.state[param][key] = value.to(dtype=wide, device=param.device, copy=True)
-                    elif isinstance(value, Tensor) and value.is_floating_point() and key != "step":
-                        self.state[param][key] = value.to(device=param.device, copy=True)
-
-    def _check_loaded_state(self, name: str, param: Tensor, group: dict[str, Any], entry: dict[str, Any],
-                            saved_id: Any) -> None:
-        expected: dict[str, Any] = {}
-        self._init_state(torch.empty_like(param, device="meta"), group, expected)
-        if set(entry) != set(expected):
-            raise ValueError(f"{name}.load_state_dict: parameter {saved_id} has state {sorted(entry)}, but this "
-                             f"optimizer keeps {sorted(expected)} — was the state_dict saved by another optimizer "
-                             "or with other options?")
-        for key, value in entry.items():
-            if isinstance(value, Tensor) and value.dim() > 0 and value.shape != param.shape:
-                raise ValueError(f"{name}.load_state_dict: state {key!r} of parameter {saved_id} has shape "
-                                 f"{tuple(value.shape)}, the parameter has shape {tuple(param.shape)}")
-
     def _validate_group(self, group: dict[str, Any]) -> None:
         check_choice("impl", group["impl"], IMPLS)
         check_choice("nonfinite", group["nonfinite"], NONFINITE_POLICIES)
@@ -191,14 +125,6 @@ class RuleOptimizer(Optimizer):
             raise ValueError(f"state_dtype must be one of None, torch.float32, torch.float64, got "
                              f"{group.get('state_dtype')!r}")
         self._validate(group)
-
-    @staticmethod
-    def _wide_dtype(param: Tensor, group: dict[str, Any]) -> torch.dtype | None:
-        """The dtype the state is kept and the step computed in when it is wider than ``param``'s, else None."""
-        wanted = group.get("state_dtype")
-        if wanted is None or not param.is_floating_point() or param.dtype.itemsize >= wanted.itemsize:
-            return None
-        return wanted
 
     def _working_copy(self, param: Tensor, group: dict[str, Any]) -> Tensor:
         """``param`` itself, or a copy in the wider ``state_dtype`` that the step updates (then rounded back)."""
@@ -208,11 +134,16 @@ class RuleOptimizer(Optimizer):
     def _validate(self, group: dict[str, Any]) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _init_state(self, param: Tensor, group: dict[str, Any], state: dict[str, Any]) -> None:
+    def plan(self, group: dict[str, Any]) -> StepPlan:
+        """This group's step as a :class:`~descentlab.rules.plan.StepPlan` (read by every executor)."""
         raise NotImplementedError
 
-    def _update(self, param: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any], first_step: bool) -> None:
-        raise NotImplementedError
+    def _add_missing_state(self, param: Tensor, group: dict[str, Any], state: dict[str, Any],
+                           missing: list[str]) -> bool:
+        """The plan needs state entries that this parameter's state lacks (an option that adds state was
+        switched on after the first step). Fill them and return whether this is a first step, or raise."""
+        raise RuntimeError(f"{type(self).__name__} state has no {missing[0]!r}: an option that adds it was "
+                           "switched on after the first step; build a new optimizer instead")
 
     # -- the step ------------------------------------------------------------------------------
     @torch.no_grad()
@@ -275,38 +206,13 @@ class RuleOptimizer(Optimizer):
                     self._warned_moved = True
                 state[key] = value.to(dtype=param.dtype, device=param.device)
 
+    def _compiled_path(self) -> Any:
+        """``descentlab.fused.dispatch`` (compiled kernels off the CPU), imported at first use and kept."""
+        return _fused_package().dispatch
+
     def _step_group(self, group: dict[str, Any], grad_inv_scale: float = 0.0) -> None:
+        plan = self.plan(group)
         params = group["params"]
         if group["impl"] != "reference":
-            params = _fused_package().fused_cpu_step(self, group, grad_inv_scale)  # one C kernel call per dtype
-        for param in params:
-            grad = param.grad
-            if grad is None:
-                continue
-            if grad.is_sparse:
-                raise RuntimeError(
-                    f"{type(self).__name__} does not support sparse gradients; "
-                    "use torch.optim.SparseAdam or torch.optim.Adagrad for sparse embeddings"
-                )
-            if grad_inv_scale:
-                grad.mul_(torch.tensor(grad_inv_scale, dtype=torch.float32, device=grad.device))  # as unscale_
-            state = self.state[param]
-            first_step = len(state) == 0
-            work = self._working_copy(param, group)
-            if work is not param:
-                grad = grad.to(work.dtype)
-            if first_step:
-                self._init_state(work, group, state)
-            else:
-                self._follow_param(work, state)
-            if group["impl"] != "reference" and not first_step and work is param:
-                from descentlab.fused import try_fused_update  # compiled kernels off the CPU (fused/dispatch.py)
-                if try_fused_update(self, param, grad, state, group):
-                    continue
-            if work.is_complex() and self.complex_as_real:
-                real_state = {k: _real_view(v) for k, v in state.items()}
-                self._update(torch.view_as_real(work), torch.view_as_real(grad), real_state, group, first_step)
-            else:
-                self._update(work, grad, state, group, first_step)
-            if work is not param:
-                param.copy_(work)  # round the wide result into the parameter's dtype
+            params = _fused_package().fused_cpu_step(self, group, plan, grad_inv_scale)  # one C call per dtype
+        step_reference(self, plan, group, params, grad_inv_scale)

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from descentlab.optim.base import RuleOptimizer, new_step_counter
 from descentlab.optim.validation import check_bool, check_choice, check_range
-from descentlab.rules.common import prepare_gradient
+from descentlab.rules.plan import StepPlan
 from descentlab.rules.sgd import ema_momentum, heavy_ball
 
 MOMENTUM_FORMS = ("ema", "sum")
@@ -75,17 +75,13 @@ class Momentum(RuleOptimizer):
         state["step"] = new_step_counter()
         state["momentum_buffer"] = torch.zeros_like(param, memory_format=torch.preserve_format)
 
-    def _update(self, param: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any], first_step: bool) -> None:
-        lr = float(group["lr"])
-        grad = prepare_gradient(param, grad, weight_decay=group["weight_decay"], maximize=group["maximize"])
-        state["step"] += 1
+    def plan(self, group: dict[str, Any]) -> StepPlan:
+        common = dict(maximize=group["maximize"], weight_decay=group["weight_decay"], counts_steps=True)
         if group["form"] == "sum":
-            heavy_ball(param, grad, state["momentum_buffer"], lr=lr, momentum=group["beta"], dampening=0.0,
-                       nesterov=False, first_step=False)
-        else:
-            ema_momentum(param, grad, state["momentum_buffer"], lr=lr, beta=group["beta"],
-                         step=state["step"].item(), nesterov=False, bias_correction=group["bias_correction"])
-
+            return StepPlan(heavy_ball, ("momentum_buffer",), dict(lr=float(group["lr"]), momentum=group["beta"],
+                            dampening=0.0, nesterov=False, first_step=False), **common)
+        return StepPlan(ema_momentum, ("momentum_buffer",), dict(lr=float(group["lr"]), beta=group["beta"],
+                        nesterov=False, bias_correction=group["bias_correction"]), **common)
 
 class Nesterov(RuleOptimizer):
     r"""Nesterov accelerated gradient (NAG) in the stored look-ahead form.
@@ -128,10 +124,10 @@ class Nesterov(RuleOptimizer):
     def _init_state(self, param: Tensor, group: dict[str, Any], state: dict[str, Any]) -> None:
         state["momentum_buffer"] = torch.zeros_like(param, memory_format=torch.preserve_format)
 
-    def _update(self, param: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any], first_step: bool) -> None:
-        grad = prepare_gradient(param, grad, weight_decay=group["weight_decay"], maximize=group["maximize"])
-        heavy_ball(param, grad, state["momentum_buffer"], lr=float(group["lr"]), momentum=group["beta"],
-                   dampening=0.0, nesterov=True, first_step=False)
+    def plan(self, group: dict[str, Any]) -> StepPlan:
+        return StepPlan(heavy_ball, ("momentum_buffer",), dict(lr=float(group["lr"]), momentum=group["beta"],
+                        dampening=0.0, nesterov=True, first_step=False),
+                        maximize=group["maximize"], weight_decay=group["weight_decay"])
 
     @torch.no_grad()
     def textbook_iterate(self, param: Tensor) -> Tensor:

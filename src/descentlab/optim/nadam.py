@@ -10,7 +10,8 @@ from torch import Tensor
 from descentlab.optim.base import RuleOptimizer, new_step_counter, scalar_dtype
 from descentlab.optim.sgd import check_torch_flags
 from descentlab.optim.validation import check_betas, check_bool, check_choice, check_range
-from descentlab.rules.common import EPS_PLACEMENTS, decay_weights, prepare_gradient
+from descentlab.rules.common import EPS_PLACEMENTS
+from descentlab.rules.plan import StepPlan
 from descentlab.rules.nadam import nadam
 
 
@@ -83,15 +84,10 @@ class NAdam(RuleOptimizer):
         state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
         state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
 
-    def _update(self, param: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any], first_step: bool) -> None:
-        lr = float(group["lr"])
-        decoupled = group["decoupled_weight_decay"]
-        grad = prepare_gradient(param, grad, weight_decay=0 if decoupled else group["weight_decay"],
-                                maximize=group["maximize"])
-        state["step"] += 1
-        if decoupled:
-            decay_weights(param, lr=lr, weight_decay=group["weight_decay"])
+    def plan(self, group: dict[str, Any]) -> StepPlan:
         beta1, beta2 = group["betas"]
-        nadam(param, grad, state["exp_avg"], state["exp_avg_sq"], state["mu_product"], step=state["step"].item(),
-              lr=lr, beta1=float(beta1), beta2=float(beta2), eps=group["eps"],
-              momentum_decay=group["momentum_decay"], eps_placement=group["eps_placement"])
+        return StepPlan(nadam, ("exp_avg", "exp_avg_sq", "mu_product"),
+                        dict(lr=float(group["lr"]), beta1=float(beta1), beta2=float(beta2), eps=group["eps"],
+                             momentum_decay=group["momentum_decay"], eps_placement=group["eps_placement"]),
+                        maximize=group["maximize"], weight_decay=group["weight_decay"],
+                        decoupled=group["decoupled_weight_decay"], counts_steps=True, extra=("mu_product",))

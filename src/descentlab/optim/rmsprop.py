@@ -10,7 +10,8 @@ from torch import Tensor
 from descentlab.optim.base import RuleOptimizer, new_step_counter
 from descentlab.optim.sgd import check_torch_flags
 from descentlab.optim.validation import check_bool, check_choice, check_range
-from descentlab.rules.common import EPS_PLACEMENTS, prepare_gradient
+from descentlab.rules.common import EPS_PLACEMENTS
+from descentlab.rules.plan import StepPlan
 from descentlab.rules.rmsprop import centered_rmsprop, rmsprop
 
 
@@ -90,20 +91,11 @@ class RMSprop(RuleOptimizer):
         if group["centered"]:
             state["grad_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
 
-    def _update(self, param: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any], first_step: bool) -> None:
-        grad = prepare_gradient(param, grad, weight_decay=group["weight_decay"], maximize=group["maximize"])
-        state["step"] += 1
+    def plan(self, group: dict[str, Any]) -> StepPlan:
         momentum = group["momentum"]
-        for key, wanted in (("momentum_buffer", momentum > 0), ("grad_avg", group["centered"])):
-            if wanted and key not in state:
-                raise RuntimeError(
-                    f"RMSprop state has no '{key}': {'momentum' if key == 'momentum_buffer' else 'centered'} "
-                    "was switched on after the first step; build a new optimizer instead"
-                )
-        options = dict(lr=float(group["lr"]), alpha=group["alpha"], eps=group["eps"], momentum=momentum,
-                       eps_placement=group["eps_placement"])
-        buf = state["momentum_buffer"] if momentum > 0 else None
-        if group["centered"]:
-            centered_rmsprop(param, grad, state["square_avg"], state["grad_avg"], buf, **options)
-        else:
-            rmsprop(param, grad, state["square_avg"], buf, **options)
+        state = ("square_avg", "grad_avg") if group["centered"] else ("square_avg",)
+        return StepPlan(centered_rmsprop if group["centered"] else rmsprop,
+                        state + ("momentum_buffer",) if momentum > 0 else state,
+                        dict(lr=float(group["lr"]), alpha=group["alpha"], eps=group["eps"], momentum=momentum,
+                             eps_placement=group["eps_placement"]),
+                        maximize=group["maximize"], weight_decay=group["weight_decay"], counts_steps=True)

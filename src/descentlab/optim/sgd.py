@@ -9,7 +9,7 @@ from torch import Tensor
 
 from descentlab.optim.base import RuleOptimizer
 from descentlab.optim.validation import check_bool, check_choice, check_range, check_unsupported_flag
-from descentlab.rules.common import prepare_gradient
+from descentlab.rules.plan import StepPlan
 from descentlab.rules.sgd import ema_momentum, heavy_ball, sgd
 
 MOMENTUM_FORMS = ("sum", "ema")
@@ -102,21 +102,19 @@ class SGD(RuleOptimizer):
         if group["momentum"] != 0:
             state["momentum_buffer"] = torch.zeros_like(param, memory_format=torch.preserve_format)
 
-    def _update(self, param: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any], first_step: bool) -> None:
-        lr = float(group["lr"])
-        grad = prepare_gradient(param, grad, weight_decay=group["weight_decay"], maximize=group["maximize"])
-        momentum = group["momentum"]
+    def plan(self, group: dict[str, Any]) -> StepPlan:
+        lr, momentum = float(group["lr"]), group["momentum"]
+        common = dict(maximize=group["maximize"], weight_decay=group["weight_decay"])
         if momentum == 0:
-            sgd(param, grad, lr=lr)
-            return
-        if "momentum_buffer" not in state or state["momentum_buffer"] is None:
-            # momentum switched on after steps were taken without it: start a fresh buffer.
-            state["momentum_buffer"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-            first_step = True
-        buf = state["momentum_buffer"]
+            return StepPlan(sgd, (), dict(lr=lr), **common)
         if group["momentum_form"] == "sum":
-            heavy_ball(param, grad, buf, lr=lr, momentum=momentum, dampening=group["dampening"],
-                       nesterov=group["nesterov"], first_step=first_step)
-        else:
-            ema_momentum(param, grad, buf, lr=lr, beta=momentum, step=1.0, nesterov=group["nesterov"],
-                         bias_correction=False)
+            return StepPlan(heavy_ball, ("momentum_buffer",), dict(lr=lr, momentum=momentum,
+                            dampening=group["dampening"], nesterov=group["nesterov"]), **common)
+        return StepPlan(ema_momentum, ("momentum_buffer",), dict(lr=lr, beta=momentum, step=1.0,
+                        nesterov=group["nesterov"], bias_correction=False), **common)
+
+    def _add_missing_state(self, param: Tensor, group: dict[str, Any], state: dict[str, Any],
+                           missing: list[str]) -> bool:
+        """Momentum switched on after steps were taken without it: a fresh buffer, filled as on a first step."""
+        state["momentum_buffer"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+        return True

@@ -17,6 +17,11 @@ from descentlab.rules.common import EpsPlacement, root_with_eps
 from descentlab.rules.common import bias_correction as _bias_correction
 
 
+def momentum_coefficient(beta1: float, momentum_decay: float, step: float) -> float:
+    """``μ_t = β₁ (1 − ½ · 0.96^(t ψ))`` in Python float (float64)."""
+    return beta1 * (1.0 - 0.5 * (0.96 ** (step * momentum_decay)))
+
+
 def nadam(
     param: Tensor,
     grad: Tensor,
@@ -34,8 +39,8 @@ def nadam(
 ) -> None:
     """One NAdam step; ``mu_product`` is a 0-d tensor updated in place."""
     c2 = _bias_correction(beta2, step)
-    mu = beta1 * (1.0 - 0.5 * (0.96 ** (step * momentum_decay)))
-    mu_next = beta1 * (1.0 - 0.5 * (0.96 ** ((step + 1) * momentum_decay)))
+    mu = momentum_coefficient(beta1, momentum_decay, step)
+    mu_next = momentum_coefficient(beta1, momentum_decay, step + 1)
     mu_product.mul_(mu)
     product = mu_product.item()
     exp_avg.lerp_(grad, 1 - beta1)

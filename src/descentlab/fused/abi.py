@@ -1,0 +1,124 @@
+"""The C kernels' calling convention, in one table: which rule each kernel runs, which state slot is which,
+and each ``hp[i]`` by name.
+
+Every kernel of ``cpu_kernels.h`` has one signature (``KERNEL_SIGNATURE`` there): tensor columns
+``param, grad, s0, s1, s2, step, extra`` and ``hp``, an array of doubles. :func:`kernel_call` turns a
+:class:`~descentlab.rules.plan.StepPlan` into a :class:`KernelCall` — or ``None`` when the plan's rule has
+no kernel, or asks for something its kernel cannot do (then the reference loop runs it). A kernel is an
+optional speed-up for a rule: a rule missing from :data:`CPU_KERNELS` runs on the reference path.
+
+Adding a kernel: write it in ``cpu_kernels.h`` (reading ``hp`` in the order named here), add it to
+``cpu_kernels.c``'s variant list, add one row here, and raise :data:`KERNEL_ABI_VERSION`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from descentlab import rules
+from descentlab.rules.plan import Rule, StepPlan
+
+#: Version of the kernels' calling convention; compiled into the library (``-DDL_ABI_VERSION``) and checked at
+#: load, so a cached library built from older sources is rebuilt. Raise it with any change of a signature
+#: or of an ``hp`` order.
+KERNEL_ABI_VERSION = 4
+#: Version of the native gatherer's (cpu_gather.cpp) interface, compiled in and checked the same way.
+GATHER_ABI_VERSION = 3
+
+
+@dataclass(frozen=True)
+class KernelAbi:
+    """One rule's kernel: its name in cpu_kernels.h, the plan's state keys that go to slots s0, s1, s2 (a key
+    the plan lacks is passed as NULL), how it treats the step counter (``"always"`` advances it, ``"never"``
+    has none, ``"flag"``: hp ``counts_steps`` says), and ``hp``: each position's name. A name is a key of the
+    plan's ``hp``, one of the plan's fields (``maximize``, ``weight_decay``, ``decoupled``, ``counts_steps``), a
+    :data:`DERIVED` quantity, or a key of ``fixed`` (constants of this rule)."""
+
+    kernel: str
+    slots: tuple[str | None, str | None, str | None]
+    hp: tuple[str, ...]
+    steps: str = "always"
+    extra: str | None = None
+    fixed: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class KernelCall:
+    """What one group's kernel call needs: the kernel, the state keys passed as s0, s1, s2 (``None``: not
+    passed), whether ``state["step"]`` exists and is advanced, the extra 0-d state, and ``hp`` in order."""
+
+    kernel: str
+    state_keys: tuple[str | None, str | None, str | None]
+    steps: bool
+    extra: str | None
+    hp: tuple[float, ...]
+
+
+#: Quantities the kernels read that are functions of the plan's hyperparameters.
+DERIVED: dict[str, Callable[[StepPlan], Any]] = {
+    "eps_inside": lambda plan: plan.hp["eps_placement"] == "inside",
+    "undamped": lambda plan: 1.0 - float(plan.hp["dampening"]),
+}
+
+_ADAM_HP = ("lr", "beta1", "beta2", "eps", "eps_inside", "amsgrad", "bias_correction", "decoupled", "weight_decay",
+            "maximize")
+_RMSPROP_HP = ("lr", "alpha", "eps", "eps_inside", "momentum", "centered", "weight_decay", "maximize")
+_RMSPROP_SLOTS = ("square_avg", "grad_avg", "momentum_buffer")
+
+#: rule → its C kernel. The order of ``hp`` is the order ``cpu_kernels.h`` reads ``hp[0]``, ``hp[1]``, ….
+CPU_KERNELS: dict[Rule, KernelAbi] = {
+    rules.sgd: KernelAbi("sgd", (None, None, None), ("lr", "weight_decay", "maximize"), steps="never"),
+    rules.heavy_ball: KernelAbi("heavy_ball", ("momentum_buffer", None, None),
+                                ("lr", "momentum", "undamped", "nesterov", "weight_decay", "maximize", "counts_steps"),
+                                steps="flag"),
+    rules.ema_momentum: KernelAbi("ema_momentum", ("momentum_buffer", None, None),
+                                  ("lr", "beta", "nesterov", "bias_correction", "weight_decay", "maximize",
+                                   "counts_steps"), steps="flag"),
+    rules.adagrad: KernelAbi("adagrad", ("sum", None, None),
+                             ("lr", "lr_decay", "eps", "eps_inside", "weight_decay", "maximize")),
+    rules.adadelta: KernelAbi("adadelta", ("square_avg", "acc_delta", None),
+                              ("lr", "rho", "eps", "eps_inside", "weight_decay", "maximize")),
+    rules.rmsprop: KernelAbi("rmsprop", _RMSPROP_SLOTS, _RMSPROP_HP, fixed={"centered": 0.0}),
+    rules.centered_rmsprop: KernelAbi("rmsprop", _RMSPROP_SLOTS, _RMSPROP_HP, fixed={"centered": 1.0}),
+    rules.adam: KernelAbi("adam", ("exp_avg", "exp_avg_sq", None), _ADAM_HP, fixed={"amsgrad": 0.0}),
+    rules.amsgrad: KernelAbi("adam", ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"), _ADAM_HP, fixed={"amsgrad": 1.0}),
+    rules.nadam: KernelAbi("nadam", ("exp_avg", "exp_avg_sq", None),
+                           ("lr", "beta1", "beta2", "eps", "eps_inside", "momentum_decay", "decoupled",
+                            "weight_decay", "maximize"), extra="mu_product"),
+}
+_FIELDS = ("maximize", "weight_decay", "decoupled", "counts_steps")
+
+
+def _value(plan: StepPlan, abi: KernelAbi, name: str) -> float:
+    if name in abi.fixed:
+        return abi.fixed[name]
+    if name in DERIVED:
+        return float(DERIVED[name](plan))
+    if name in _FIELDS:
+        return float(getattr(plan, name))
+    return float(plan.hp[name])
+
+
+def kernel_call(plan: StepPlan) -> KernelCall | None:
+    """The C call for ``plan``, or ``None`` when its rule has no kernel or the kernel cannot honour the plan
+    (decoupled decay on a kernel without it, state it has no slot for, a step counter it does not keep)."""
+    abi = CPU_KERNELS.get(plan.rule)
+    if abi is None:
+        return None
+    if plan.decoupled and "decoupled" not in abi.hp:
+        return None
+    if plan.counts_steps != (abi.steps == "always") and abi.steps != "flag":
+        return None
+    extra = (abi.extra,) if abi.extra else ()
+    slot_keys = [key for key in abi.slots if key in plan.state]
+    if plan.extra != extra or sorted(slot_keys + list(extra)) != sorted(plan.state):
+        return None
+    slots = tuple(key if key in plan.state else None for key in abi.slots)
+    hp = tuple(_value(plan, abi, name) for name in abi.hp)
+    return KernelCall(abi.kernel, (slots[0], slots[1], slots[2]), plan.counts_steps, abi.extra, hp)
+
+
+def kernels_by_rule() -> dict[str, str]:
+    """``{rule name: kernel name}`` of every rule that has a C kernel (for listings and tests)."""
+    return {rule.__name__: abi.kernel for rule, abi in CPU_KERNELS.items()}
