@@ -313,6 +313,7 @@ def test_a_copied_optimizer_still_counts_skipped_steps():
     assert torch.equal(p, q) and _fused_count(twin) == 1
 
 
+@pytest.mark.slow
 def test_a_compiler_command_with_arguments_is_accepted(tmp_path, monkeypatch):
     """``CC="ccache gcc"`` is a common setting: the command is split as a shell would; only its program must
     exist (here ``env cc``, as ccache may not be installed). A wrong program is still named in the error."""

@@ -31,7 +31,7 @@ CONFIGS = [
                               eps_placement="inside", maximize=True)),
 ]
 # A fused kernel that fails to compile warns and falls back; here that must fail the test.
-pytestmark = pytest.mark.filterwarnings("error:descentlab. fused")
+pytestmark = [pytest.mark.filterwarnings("error:descentlab. fused"), pytest.mark.slow]
 TOL = {torch.float32: dict(rtol=1e-5, atol=1e-6), torch.float64: dict(rtol=1e-12, atol=1e-13)}
 
 

@@ -29,9 +29,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from descentlab import datasets
-    from descentlab.cli.options import check_name
-    from descentlab.cli.train import DEFAULT_MODEL
     from descentlab.lab.compare import CompareConfig, compare
+    from descentlab.lab.options import check_name
+    from descentlab.lab.train_run import DEFAULT_MODEL
+    from descentlab.outputs import check_empty
 
     check_name("dataset", args.dataset, datasets.names())
     target = None
@@ -49,8 +50,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError:
         raise ValueError(f"--budget must be EPOCHS (an integer) or SECONDS ending in s (e.g. 30s), got {args.budget!r}") from None
     out = Path(args.out)
-    if out.is_dir() and any(out.iterdir()) and not (out / "summary.json").exists() and not (out / "study.db").exists():
-        raise FileExistsError(f"{out} is not empty and holds no earlier comparison; choose another --out")
+    check_empty(out, hint="it holds no earlier comparison; choose another --out",
+                unless=lambda o: (o / "summary.json").exists() or (o / "study.db").exists())
     task = datasets.load(args.dataset).task
     config = CompareConfig(args.dataset, args.model or DEFAULT_MODEL[task],
                            [o.strip() for o in args.optimizers.split(",") if o.strip()], str(out), seeds=args.seeds,

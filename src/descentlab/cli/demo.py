@@ -19,13 +19,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from descentlab.lab.demo import run_demo
+    from descentlab.outputs import check_empty
 
     if args.steps < 10:
         raise ValueError(f"--steps must be >= 10, got {args.steps}")
     if args.out:
         out = Path(args.out)
-        if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.force:
-            raise FileExistsError(f"{out} is not empty; choose another --out or pass --force")
+        check_empty(out, args.force)
     else:
         out = Path("descentlab-demo") / time.strftime("run-%Y%m%d-%H%M%S")
         while out.exists():

@@ -23,28 +23,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from descentlab import datasets, models
-    from descentlab.cli.options import check_name, parse_pairs
-    from descentlab.cli.train import DEFAULT_MODEL
-    from descentlab.lab.lr_find import lr_find
+    from descentlab import datasets
+    from descentlab.lab.lr_find import find_lr
+    from descentlab.lab.options import check_name, parse_pairs
+    from descentlab.lab.train_run import Setting
     from descentlab.optim.registry import get_spec
-    from descentlab.train import TASK_LOSS
+    from descentlab.outputs import check_outputs
 
     check_name("dataset", args.dataset, datasets.names())
-    spec = get_spec(args.optimizer)
+    get_spec(args.optimizer)
     options = parse_pairs(args.opt, "--opt")
     out = Path(args.out)
     targets = [out / "lr_find.png", out / "lr_find.csv"]
-    if any(p.exists() for p in targets) and not args.force:
-        raise FileExistsError(f"{out} already holds lr_find outputs; pass --force to overwrite")
-    data = datasets.load(args.dataset, seed=args.seed)
-    model_name = check_name("model", args.model or DEFAULT_MODEL[data.task], models.names())
-    extra = {"hessian": data.info["hessian"]} if model_name == "quadratic" else {}
-    model = models.build(model_name, data.n_features, data.n_outputs, seed=args.seed, **extra)
+    check_outputs(out, [p.name for p in targets], args.force, "lr_find outputs")
     batch = args.batch_size if args.batch_size == "full" else int(args.batch_size)
-    result = lr_find(model, data.train, lambda params, lr: spec.build(params, lr=lr, **options),
-                     loss=TASK_LOSS[data.task], start_lr=args.start_lr, end_lr=args.end_lr, steps=args.steps,
-                     batch_size=batch, seed=args.seed)
+    setting = Setting(args.dataset, args.model, args.optimizer, options=options, batch_size=batch, seed=args.seed)
+    data = setting.load()
+    model_name = setting.model_name(data)
+    result = find_lr(setting, data=data, start_lr=args.start_lr, end_lr=args.end_lr, steps=args.steps)
     out.mkdir(parents=True, exist_ok=True)
     result.plot(targets[0], title=f"lr range test: {args.dataset} · {model_name} · {args.optimizer}")
     result.to_csv(targets[1])

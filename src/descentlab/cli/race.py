@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from descentlab.cli.options import parse_pairs
+    from descentlab.lab.options import parse_pairs
     from descentlab.lab.landscapes import get_landscape
     from descentlab.lab.race import race
     from descentlab.lab.race_outputs import check_out, format_table, write_race_outputs

@@ -16,6 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from descentlab.outputs import check_outputs
     from descentlab.pictures import default_schedules, schedules_figure, temperature_ema_figure
 
     if args.epochs < 1:
@@ -24,9 +25,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--lr must be > 0, got {args.lr}")
     out = Path(args.out)
     targets = [out / "schedules.png", out / "ema.png"]
-    existing = [str(p) for p in targets if p.exists()]
-    if existing and not args.force:
-        raise FileExistsError(f"{', '.join(existing)} exists; pass --force to overwrite")
+    check_outputs(out, [p.name for p in targets], args.force, "pictures")
     out.mkdir(parents=True, exist_ok=True)
     schedules_figure(targets[0], default_schedules(args.lr), args.epochs)
     temperature_ema_figure(targets[1])

@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from descentlab.lab.plots import COLOURS, draw_contours, pyplot
+from descentlab.lab.plots import COLOURS, draw_contours
+from descentlab.outputs import atomic_path, new_figure
 
 
 def animate_race(result: Any, path: str | os.PathLike, *, frames: int = 100, fps: int = 20, tuned: bool = False,
@@ -19,9 +20,9 @@ def animate_race(result: Any, path: str | os.PathLike, *, frames: int = 100, fps
 
     if frames < 2:
         raise ValueError(f"frames must be >= 2, got {frames}")
-    plt = pyplot()
     racers = result.tuned if tuned else result.racers
-    fig, ax = plt.subplots(figsize=(5, 4), dpi=64)
+    fig = new_figure(figsize=(5, 4), dpi=64)
+    ax = fig.subplots()
     draw_contours(ax, result.landscape, n=80)
     ax.plot(*result.start, "ko", markersize=6)
     lines = [ax.plot([], [], "-", color=c, linewidth=1.4, label=r.label)[0] for c, r in zip(COLOURS, racers)]
@@ -41,16 +42,11 @@ def animate_race(result: Any, path: str | os.PathLike, *, frames: int = 100, fps
 
     anim = FuncAnimation(fig, update, frames=len(steps), blit=False)
     path = Path(path)
-    written = []
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    anim.save(tmp, writer=PillowWriter(fps=fps))
-    os.replace(tmp, path)
-    written.append(path)
+    written = [path]
+    with atomic_path(path) as tmp:
+        anim.save(tmp, writer=PillowWriter(fps=fps))
     if mp4 and shutil.which("ffmpeg"):
-        mp4_path = path.with_suffix(".mp4")
-        tmp = mp4_path.with_name(f".{mp4_path.stem}.tmp.mp4")
-        anim.save(tmp, writer=FFMpegWriter(fps=fps))
-        os.replace(tmp, mp4_path)
-        written.append(mp4_path)
-    plt.close(fig)
+        with atomic_path(path.with_suffix(".mp4")) as tmp:
+            anim.save(tmp, writer=FFMpegWriter(fps=fps))
+        written.append(path.with_suffix(".mp4"))
     return written

@@ -52,7 +52,7 @@ class CompareConfig:
 
     def validate(self) -> None:
         from descentlab import datasets, models
-        from descentlab.cli.options import check_name
+        from descentlab.lab.options import check_name
         from descentlab.optim.registry import get_spec
 
         check_name("dataset", self.dataset, datasets.names())
@@ -90,32 +90,27 @@ def _reached(row: dict[str, Any], target: tuple[str, float] | None) -> bool:
 
 def train_setting(config: CompareConfig, optimizer: str, params: dict[str, Any], seed: int) -> dict[str, Any]:
     """Train one setting with one seed; return per-epoch rows, test metrics and time-to-target."""
-    from descentlab import datasets, models, schedules
-    from descentlab.optim.registry import get_spec
-    from descentlab.train import TASK_LOSS, TrainingDiverged, evaluate, fit, get_loss
+    from descentlab import datasets, schedules
+    from descentlab.lab.train_run import Setting, train_into
+    from descentlab.train import TrainingDiverged
 
     torch.set_num_threads(1)
     data = datasets.load(config.dataset, seed=config.seed)
-    extra = {"hessian": data.info["hessian"]} if config.model == "quadratic" else {}
-    model = models.build(config.model, data.n_features, data.n_outputs, seed=seed, **extra)
     lr = float(params["lr"])
     schedule = {"constant": None, "cosine": schedules.cosine(lr, config.epochs),
                 "exponential": schedules.exponential(lr, 0.9)}[params.get("schedule", "constant")]
-    opt = get_spec(optimizer).build(model.parameters(), lr=lr)
-    classification = data.task == "classification"
     batch = min(int(params.get("batch_size", config.batch_size)), len(data.train[0]))
+    epochs = config.epochs if config.seconds is None else 1_000_000  # a time budget ends the run instead
+    setting = Setting(config.dataset, config.model, optimizer, lr, batch_size=batch, epochs=epochs, schedule=schedule,
+                      seed=seed)
     try:
-        epochs = config.epochs if config.seconds is None else 1_000_000  # a time budget ends the run instead
-        history = fit(model, data.train, opt, loss=TASK_LOSS[data.task], epochs=epochs, batch_size=batch,
-                      schedule=schedule, val=data.val, accuracy=classification, seed=seed, progress=False,
-                      max_seconds=config.seconds)
+        run = train_into(None, setting, data=data, max_seconds=config.seconds)
     except TrainingDiverged as err:
         return {"diverged": True, "error": str(err), "epochs": [], "best_val_loss": DIVERGED}
-    rows = history.epochs
-    test = evaluate(model, data.test, get_loss(TASK_LOSS[data.task]), classification)
+    rows = run.history.epochs
     hit = next((r for r in rows if _reached(r, config.target)), None)
     return {"diverged": False, "epochs": rows, "best_val_loss": min(r["val_loss"] for r in rows),
-            "test_loss": test["loss"], "test_accuracy": test.get("accuracy"),
+            "test_loss": run.metrics["test_loss"], "test_accuracy": run.metrics.get("test_accuracy"),
             "steps_to_target": hit["steps"] if hit else None, "seconds_to_target": hit["seconds"] if hit else None}
 
 

@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from descentlab.train.history import csv_text, write_text_atomically
+from descentlab.outputs import new_figure, write_bytes_atomically, write_text_atomically
+from descentlab.train.history import csv_text
 
 
 def performance_profile(costs: dict[str, list[float]], taus: np.ndarray) -> dict[str, np.ndarray]:
@@ -29,15 +30,11 @@ def performance_profile(costs: dict[str, list[float]], taus: np.ndarray) -> dict
 
 
 def _figures(result) -> tuple[Any, Any]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     cfg = result.config
     metric = "val_accuracy" if any(r["epochs"] and "val_accuracy" in r["epochs"][0]
                                    for runs in result.runs.values() for r in runs) else "val_loss"
-    curves, ax = plt.subplots(figsize=(7.5, 4.2))
+    curves = new_figure(figsize=(7.5, 4.2))
+    ax = curves.subplots()
     for name, runs in result.runs.items():
         series = [[row[metric] for row in r["epochs"]] for r in runs if not r["diverged"]]
         if not series:
@@ -65,7 +62,8 @@ def _figures(result) -> tuple[Any, Any]:
             costs[name] = [r["best_val_loss"] if not r["diverged"] else math.inf for r in runs]
     taus = np.logspace(0, 1, 60)
     profile = performance_profile(costs, taus)
-    prof, ax2 = plt.subplots(figsize=(6, 4))
+    prof = new_figure(figsize=(6, 4))
+    ax2 = prof.subplots()
     for name, frac in profile.items():
         ax2.step(taus, frac, where="post", label=name)
     ax2.set_xscale("log")
@@ -86,8 +84,6 @@ def _png_bytes(fig) -> bytes:
 
 def write_report(result, out: Path) -> None:
     """Write trials.csv, runs.csv, summary.json, curves.png, profile.png and report.html into ``out``."""
-    import matplotlib.pyplot as plt
-
     runs_rows = []
     for name, runs in result.runs.items():
         for seed, r in enumerate(runs):
@@ -104,10 +100,7 @@ def write_report(result, out: Path) -> None:
     images = {}
     for fig, name in ((curves, "curves.png"), (prof, "profile.png")):
         data = _png_bytes(fig)
-        plt.close(fig)
-        tmp = out / f".{name}.tmp"
-        tmp.write_bytes(data)
-        tmp.replace(out / name)
+        write_bytes_atomically(out / name, data)
         images[name] = base64.b64encode(data).decode()
     write_text_atomically(out / "report.html", _html(result, summary, images))
 

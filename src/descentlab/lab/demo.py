@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import html
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
-from descentlab.train.history import write_text_atomically
+from descentlab.outputs import write_text_atomically
 
 DEMO_LANDSCAPES = ("ravine", "saddle", "rosenbrock")
 REAL_DATA_OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adam")
@@ -16,25 +17,19 @@ REAL_DATA_OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adam")
 
 def real_data_comparison(epochs: int = 8, seed: int = 0) -> list[dict[str, Any]]:
     """Softmax regression on digits: each optimizer at the rate its LR range test suggests, same budget."""
-    from descentlab import datasets, models
-    from descentlab.lab.lr_find import lr_find
-    from descentlab.optim.registry import get_spec
-    from descentlab.train import evaluate, fit, get_loss
+    from descentlab import datasets
+    from descentlab.lab.lr_find import find_lr
+    from descentlab.lab.train_run import Setting, train_into
 
     data = datasets.load("digits", seed=seed)
     rows = []
     for name in REAL_DATA_OPTIMIZERS:
-        spec = get_spec(name)
-        model = models.build("logistic", data.n_features, data.n_outputs, seed=seed)
-        found = lr_find(model, data.train, lambda params, lr: spec.build(params, lr=lr), loss="cross_entropy",
-                        steps=60, batch_size=64, seed=seed)
-        opt = spec.build(model.parameters(), lr=found.suggestion)
+        setting = Setting("digits", "logistic", name, batch_size=64, epochs=epochs, seed=seed)
+        found = find_lr(setting, data=data, steps=60)
         start = time.perf_counter()
-        history = fit(model, data.train, opt, loss="cross_entropy", epochs=epochs, batch_size=64, val=data.val,
-                      accuracy=True, seed=seed, progress=False)
-        test = evaluate(model, data.test, get_loss("cross_entropy"), True)
-        rows.append({"optimizer": name, "lr (lr-find)": found.suggestion, "train_loss": history.final["train_loss"],
-                     "val_accuracy": history.final["val_accuracy"], "test_accuracy": test["accuracy"],
+        run = train_into(None, replace(setting, lr=found.suggestion), data=data)
+        rows.append({"optimizer": name, "lr (lr-find)": found.suggestion, "train_loss": run.metrics["train_loss"],
+                     "val_accuracy": run.history.final["val_accuracy"], "test_accuracy": run.metrics["test_accuracy"],
                      "seconds": time.perf_counter() - start})
     return rows
 

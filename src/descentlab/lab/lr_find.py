@@ -38,14 +38,10 @@ class LRFindResult:
 
     def plot(self, path: str | os.PathLike, title: str = "") -> Any:
         """Smoothed (and raw) loss against the learning rate, log scale, suggestion marked."""
-        import matplotlib
+        from descentlab.outputs import new_figure, save_figure_atomically
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        from descentlab.pictures import save_figure_atomically
-
-        fig, ax = plt.subplots(figsize=(7, 4))
+        fig = new_figure(figsize=(7, 4))
+        ax = fig.subplots()
         ax.plot(self.lrs, self.losses, color="0.75", linewidth=0.8, label="mini-batch loss")
         ax.plot(self.lrs, self.smoothed, color="tab:blue", label="smoothed (EMA, bias-corrected)")
         ax.axvline(self.suggestion, color="tab:red", linestyle="--", label=f"suggested η = {self.suggestion:.3g}")
@@ -58,17 +54,30 @@ class LRFindResult:
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
         ax.set_title(title or "learning-rate range test")
-        try:
-            return save_figure_atomically(fig, path)
-        finally:
-            plt.close(fig)
+        return save_figure_atomically(fig, path)
 
     def to_csv(self, path: str | os.PathLike) -> Any:
         """``lr,loss,smoothed`` rows, written atomically."""
-        from descentlab.train.history import write_text_atomically
+        from descentlab.outputs import write_text_atomically
 
         rows = ["lr,loss,smoothed"] + [f"{a!r},{b!r},{c!r}" for a, b, c in zip(self.lrs, self.losses, self.smoothed)]
         return write_text_atomically(path, "\n".join(rows) + "\n")
+
+
+def find_lr(setting: Any, *, data: Any = None, start_lr: float = 1e-6, end_lr: float = 10.0,
+            steps: int = 100) -> LRFindResult:
+    """The range test for a :class:`descentlab.lab.train_run.Setting`: its model (initial weights from its seed),
+    optimizer with its options, task loss, batch mode and seed, on ``data`` (loaded from the setting if not given)."""
+    from descentlab.lab.train_run import build_model
+    from descentlab.optim.registry import get_spec
+    from descentlab.train.losses import TASK_LOSS
+
+    data = data if data is not None else setting.load()
+    spec = get_spec(setting.optimizer)
+    model, _ = build_model(setting, data)
+    return lr_find(model, data.train, lambda params, lr: spec.build(params, lr=lr, **setting.options),
+                   loss=TASK_LOSS[data.task], start_lr=start_lr, end_lr=end_lr, steps=steps,
+                   batch_size=setting.batch_size, seed=setting.seed)
 
 
 def lr_find(model: torch.nn.Module, data: tuple[torch.Tensor, torch.Tensor], make_optimizer: Callable[..., Any], *,

@@ -1,4 +1,6 @@
-"""Parsing of the CLI's small option languages: ``k=v,k=v`` and ``NAME:k=v,…``."""
+"""Names and the small option languages of settings: ``k=v,k=v`` and ``NAME:k=v,…``, with helpful errors.
+
+Shared by the lab and the command line (which only parses its arguments with these and calls the lab)."""
 
 from __future__ import annotations
 

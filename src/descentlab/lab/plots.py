@@ -10,18 +10,10 @@ import numpy as np
 import torch
 
 from descentlab.lab.landscapes import Landscape
+from descentlab.outputs import new_figure, save_figure_atomically
 
 COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
            "#17becf")
-
-
-def pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def grid_values(landscape: Landscape, n: int = 200) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -55,12 +47,10 @@ def draw_contours(ax: Any, landscape: Landscape, n: int = 120) -> None:
 
 def race_figure(result: Any, path: str | os.PathLike, *, tuned: bool = False) -> Path:
     """Two panels: trajectories over the contours, and f − f* (log scale) per step."""
-    from descentlab.pictures import save_figure_atomically
-
-    plt = pyplot()
     racers = result.tuned if tuned else result.racers
     ls = result.landscape
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 5.2), gridspec_kw={"width_ratios": [1.15, 1]})
+    fig = new_figure(figsize=(13, 5.2))
+    ax, ax2 = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.15, 1]})
     draw_contours(ax, ls)
     ax.plot(*result.start, marker="o", color="k", markersize=8, zorder=6, label="start")
     for colour, r in zip(COLOURS, racers):
@@ -77,25 +67,14 @@ def race_figure(result: Any, path: str | os.PathLike, *, tuned: bool = False) ->
     ax2.set_ylabel("f − f*" if ls.f_star is not None else "f − (lowest f reached)")
     ax2.grid(alpha=0.3, which="both")
     ax2.set_title(f"{result.steps} steps" + (f", gradient noise σ = {result.noise:g}" if result.noise else ""), fontsize=10)
-    try:
-        return save_figure_atomically(fig, path)
-    finally:
-        plt.close(fig)
+    return save_figure_atomically(fig, path)
 
 
 def contour_background(landscape: Landscape, path: str | os.PathLike, size: tuple[int, int] = (600, 480)) -> Path:
     """Only the contours, edge to edge (no axes), for the interactive HTML race to draw on."""
-    from descentlab.pictures import save_figure_atomically
-
-    plt = pyplot()
     dpi = 100
-    fig = plt.figure(figsize=(size[0] / dpi, size[1] / dpi), dpi=dpi)
+    fig = new_figure(figsize=(size[0] / dpi, size[1] / dpi), dpi=dpi)
     ax = fig.add_axes((0, 0, 1, 1))
     draw_contours(ax, landscape, n=160)
     ax.set_axis_off()
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, dpi=dpi, format="png")
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return save_figure_atomically(fig, path, dpi=dpi, tight=False)

@@ -9,16 +9,15 @@ from typing import Any
 from descentlab.lab.animation import animate_race
 from descentlab.lab.plots import contour_background, race_figure
 from descentlab.lab.report import write_race_report
-from descentlab.train.history import csv_text, write_text_atomically
+from descentlab.outputs import check_outputs, write_text_atomically
+from descentlab.train.history import csv_text
 
 OUTPUTS = ("race.png", "race_tuned.png", "race.gif", "race.mp4", "metrics.csv", "report.html")
 
 
 def check_out(out: Path, force: bool) -> None:
     """Refuse to write over an earlier race's outputs unless ``force``."""
-    existing = [name for name in OUTPUTS if (out / name).exists()]
-    if existing and not force:
-        raise FileExistsError(f"{out} already holds a race ({', '.join(existing)}); pass --force to overwrite")
+    check_outputs(out, OUTPUTS, force, "a race")
 
 
 def write_race_outputs(result: Any, out: Path, *, force: bool = False, frames: int = 40,

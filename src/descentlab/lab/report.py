@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from descentlab.lab.plots import COLOURS
-from descentlab.train.history import write_text_atomically
+from descentlab.outputs import write_text_atomically
 
 _SCRIPT = r"""
 (function () {

@@ -12,18 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from descentlab.averaging import EMA
-
-
-def write_text_atomically(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return path
+from descentlab.outputs import write_text_atomically  # noqa: F401  (imported from here by earlier code)
 
 
 def csv_text(rows: list[dict[str, Any]]) -> str:
@@ -92,14 +81,10 @@ class History:
 
     def plot(self, path: str | os.PathLike, title: str = "") -> Path:
         """The notes' picture: the noisy per-step cost, its smoothed curve, and per-epoch points."""
-        import matplotlib
+        from descentlab.outputs import new_figure, save_figure_atomically
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        from descentlab.pictures import save_figure_atomically
-
-        fig, ax = plt.subplots(figsize=(7.5, 4.2))
+        fig = new_figure(figsize=(7.5, 4.2))
+        ax = fig.subplots()
         if self.steps:
             s = [r["step"] for r in self.steps]
             ax.plot(s, [r["loss"] for r in self.steps], color="0.7", linewidth=0.8, label="per-step cost (mini-batch)")
@@ -117,7 +102,4 @@ class History:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         ax.set_title(title)
-        try:
-            return save_figure_atomically(fig, path)
-        finally:
-            plt.close(fig)
+        return save_figure_atomically(fig, path)

@@ -1,0 +1,108 @@
+"""One setting trained in several batch modes (``batch-SIZE/`` folders and the overlay picture of the notes),
+in one process or data-parallel in N processes on this machine (gloo, rank 0 writing the outputs)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable
+
+from descentlab.lab.train_run import OUTPUTS, Setting, TrainResult, train_into
+from descentlab.outputs import new_figure, prepare_run_folder, save_figure_atomically
+
+
+def ours(path: Path) -> bool:
+    """Whether ``path`` in a run folder is an output descentlab wrote (what ``--force`` may replace)."""
+    return path.name in OUTPUTS or path.name == "batch_modes.png" or (path.is_dir() and path.name.startswith("batch-"))
+
+
+def prepare_out(out: str | Path, resume: bool, force: bool) -> Path:
+    """Refuse a non-empty output folder unless ``resume`` (continue the run there) or ``force`` (replace the
+    outputs of an earlier run; files descentlab did not write are left alone)."""
+    return prepare_run_folder(out, ours, resume=resume, force=force)
+
+
+def train_modes(out: str | Path, setting: Setting, sizes: list[Any], *, data, checkpoint_every: int | None = None,
+                resume: bool = False, progress: bool = False, distributed: bool = False,
+                log: Callable[[str], None] | None = print) -> dict[str, TrainResult]:
+    """Train ``setting`` in every batch mode of ``sizes`` into ``out`` (one run there, or ``batch-SIZE/``
+    folders overlaid in ``batch_modes.png``); ``log`` the summary. With ``distributed`` this is one rank of a
+    data-parallel job and only rank 0 writes and logs."""
+    out = Path(out)
+    started = time.perf_counter()
+    results = {str(s): train_into(out if len(sizes) == 1 else out / f"batch-{s}", replace(setting, batch_size=s),
+                                  data=data, checkpoint_every=checkpoint_every, resume=resume, progress=progress,
+                                  distributed=distributed)
+               for s in sizes}
+    if not all(r.metrics for r in results.values()):  # a rank that does not write
+        return results
+    if len(sizes) > 1:
+        model_name = next(iter(results.values())).model_name
+        overlay_figure(results, out / "batch_modes.png", f"{setting.dataset} · {model_name} · {setting.optimizer}")
+    if log is not None:
+        log(summary_text(data.summary(), {k: r.metrics for k, r in results.items()}, out,
+                         time.perf_counter() - started))
+    return results
+
+
+def _rank_main(rank: int, world_size: int, out: str, setting: Setting, sizes: list[Any], data,
+               checkpoint_every: int | None, resume: bool, progress: bool) -> None:
+    """One rank of a data-parallel job (runs in a spawned process inside the gloo process group)."""
+    train_modes(out, setting, sizes, data=data, checkpoint_every=checkpoint_every, resume=resume, progress=progress,
+                distributed=True)
+
+
+def train_in_processes(out: str | Path, setting: Setting, sizes: list[Any], *, data, nproc: int,
+                       timeout: float | None = None, checkpoint_every: int | None = None, resume: bool = False,
+                       progress: bool = False, on_start: Callable[[list[int]], None] | None = None) -> None:
+    """:func:`train_modes` data-parallel in ``nproc`` processes; a rank that dies, raises or waits more than
+    ``timeout`` seconds for the others stops them all and raises :class:`descentlab.distributed.RankFailure`."""
+    from descentlab.distributed import DEFAULT_TIMEOUT, run_ranks
+
+    run_ranks(_rank_main, nproc, str(out), setting, sizes, data, checkpoint_every, resume, progress,
+              timeout=timeout if timeout is not None else DEFAULT_TIMEOUT, on_start=on_start)
+
+
+def resume_hint(out: Path, resumed: bool, nproc: int) -> str:
+    """Where the newest complete checkpoints are and the command that continues from them."""
+    from descentlab.train import list_checkpoints
+
+    folders = [out / "checkpoints"] + sorted(out.glob("batch-*/checkpoints"))
+    newest = [str(found[-1]) for found in (list_checkpoints(f) for f in folders) if found]
+    again = "again" if resumed else "with --resume added"
+    if not newest:
+        return f"No checkpoint was written yet; to start over, run the same command {again} (--nproc {nproc})."
+    return (f"Checkpoints are written atomically, so the newest one is complete: {', '.join(newest)}. "
+            f"To continue from it, run the same command {again} (--nproc {nproc}).")
+
+
+def overlay_figure(results: dict[str, TrainResult], path: Path, title: str) -> Path:
+    """The notes' picture: per-epoch training cost of each batch mode, against epochs and wall time."""
+    fig = new_figure(figsize=(11, 4))
+    by_epoch, by_time = fig.subplots(1, 2)
+    for size, result in results.items():
+        rows = result.history.epochs
+        label = {"full": "batch GD (full)", "1": "stochastic GD (1)"}.get(size, f"mini-batch GD ({size})")
+        by_epoch.plot([r["epoch"] + 1 for r in rows], [r["train_loss"] for r in rows], marker="o", ms=3, label=label)
+        by_time.plot([r["seconds"] for r in rows], [r["train_loss"] for r in rows], marker="o", ms=3, label=label)
+    for ax, xlabel in ((by_epoch, "epoch"), (by_time, "wall time (s)")):
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("training cost")
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    return save_figure_atomically(fig, path)
+
+
+def summary_text(dataset: str, metrics: dict[str, dict[str, Any]], out: Path, seconds: float) -> str:
+    """The table ``descentlab train`` prints: one row per batch mode."""
+    lines = [dataset, f"{'batch':>6} {'epochs':>6} {'steps':>7} {'train_loss':>11} {'val_loss':>10} {'test_loss':>10} "
+                      f"{'test_acc':>8} {'time':>7}"]
+    for size, m in metrics.items():
+        acc = f"{m['test_accuracy']:.3f}" if "test_accuracy" in m else "-"
+        lines.append(f"{size:>6} {m['epochs']:>6} {m['steps']:>7} {m['train_loss']:>11.5g} {m['val_loss']:>10.5g} "
+                     f"{m['test_loss']:>10.5g} {acc:>8} {m['seconds']:>6.1f}s")
+    lines.append(f"wrote {out} in {seconds:.1f} s")
+    return "\n".join(lines)
