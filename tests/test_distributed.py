@@ -16,8 +16,9 @@ import torch.distributed as dist
 from descentlab.distributed import (data_parallel_run, free_port, fsdp_checkpoint_run, launch,
                                     single_process_run)
 
-pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
-                                reason="torch.distributed with the gloo backend is not available in this build")
+pytestmark = [pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
+                                 reason="torch.distributed with the gloo backend is not available in this build"),
+              pytest.mark.slow]  # 2-rank process groups: the fast lane (-m "not slow") leaves them to the full run
 
 
 def _close(a: dict, b: dict, rtol: float = 1e-5, atol: float = 1e-6) -> None:

@@ -58,6 +58,7 @@ def test_rerun_resumes_the_study_and_adds_trials(tmp_path):
     assert len(second) == 4 and second[:2] == first  # kept, not started over
 
 
+@pytest.mark.slow
 def test_two_worker_processes_share_one_sqlite_study(tmp_path):
     compare(_config(tmp_path, optimizers=["adam"], trials=4, seeds=1, workers=2))
     trials = _rows(tmp_path / "trials.csv")
@@ -143,6 +144,7 @@ def postgres_url(tmp_path_factory):
         shutil.rmtree(data, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_two_workers_share_a_postgresql_study(tmp_path, postgres_url):
     config = _config(tmp_path, optimizers=["sgd"], trials=4, seeds=1, workers=2, storage=postgres_url)
     compare(config)

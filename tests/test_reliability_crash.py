@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from descentlab.train import list_checkpoints
@@ -25,6 +26,7 @@ def _start(ckpt: Path, out: Path, pause: float) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow
 def test_many_random_kills_then_exact_finish(tmp_path):
     reference = _start(tmp_path / "ref", tmp_path / "ref.pt", 0.0)
     assert reference.wait(timeout=180) == 0, reference.stderr.read()

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).parents[1] / "benchmarks" / "step_speed.py"
 
 
@@ -17,6 +19,7 @@ def _run(*args: str) -> subprocess.CompletedProcess:
                            *args], capture_output=True, text=True, env=env, timeout=300)
 
 
+@pytest.mark.slow
 def test_step_speed_prints_a_row_per_optimizer_against_its_roof():
     result = _run("--optimizers", "sgd,nadam", "--roof", "copy")
     assert result.returncode == 0, result.stderr

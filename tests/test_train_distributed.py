@@ -31,8 +31,9 @@ from descentlab.distributed import RankFailure, run_ranks
 from descentlab.optim.registry import get_spec
 from descentlab.train import TASK_LOSS, fit, list_checkpoints
 
-pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
-                                reason="torch.distributed with the gloo backend is not available in this build")
+pytestmark = [pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
+                                 reason="torch.distributed with the gloo backend is not available in this build"),
+              pytest.mark.slow]  # 2-rank process groups: the fast lane (-m "not slow") leaves them to the full run
 
 # name: dataset, model, optimizer, lr, global batch, epochs. Shares of each batch between the 2 ranks:
 CASES = {

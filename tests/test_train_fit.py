@@ -27,6 +27,7 @@ def _worker(ckpt, out, pause=0.0):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
+@pytest.mark.slow
 def test_resume_after_kill_is_bit_identical(tmp_path):
     reference = _worker(tmp_path / "ref", tmp_path / "ref.pt")
     assert reference.wait(timeout=120) == 0, reference.stderr.read().decode()
