@@ -127,7 +127,7 @@ def ema(series: Any, beta: float, *, bias_correction: bool = True) -> Any:
     out = _ema_recurrence(x, beta)
     if bias_correction and len(x):
         t = np.arange(1, len(x) + 1, dtype=np.float64)
-        factors = correction_factor(beta, t)  # 1 − βᵗ in float64, the one shared definition
+        factors = np.asarray(correction_factor(beta, t))  # 1 − βᵗ in float64, the one shared definition
         out = out / factors.reshape((-1,) + (1,) * (x.ndim - 1))
     if kind == "tensor":
         return torch.from_numpy(out).to(device=series.device, dtype=series.dtype if series.is_floating_point()
@@ -210,7 +210,7 @@ class WeightEMA:
                      for name, t in self._tracked().items() if t.is_floating_point()}
 
     def _tracked(self) -> dict[str, torch.Tensor]:
-        named = dict(self.model.named_parameters())
+        named: dict[str, torch.Tensor] = dict(self.model.named_parameters())
         named.update(dict(self.model.named_buffers()))
         return named
 
@@ -235,7 +235,7 @@ class WeightEMA:
     def copy_to(self, model: torch.nn.Module | None = None) -> None:
         """Write the averaged weights into ``model`` (by default the tracked one)."""
         model = self.model if model is None else model
-        target = dict(model.named_parameters())
+        target: dict[str, torch.Tensor] = dict(model.named_parameters())
         target.update(dict(model.named_buffers()))
         averaged = self.averaged()
         missing = set(averaged) - set(target)
