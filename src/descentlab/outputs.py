@@ -98,11 +98,12 @@ def prepare_run_folder(out: str | os.PathLike, ours: Callable[[Path], bool], *, 
 def new_figure(**kwargs: Any):
     """A :class:`matplotlib.figure.Figure` on its own Agg canvas — not registered with pyplot, so it never
     shows up in (or closes, or switches the backend of) a user's pyplot session; it is freed like any object."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from descentlab.extras import require
 
-    fig = Figure(**kwargs)
-    FigureCanvasAgg(fig)
+    figure = require("matplotlib.figure", "descentlab's pictures")
+    agg = require("matplotlib.backends.backend_agg", "descentlab's pictures")
+    fig = figure.Figure(**kwargs)
+    agg.FigureCanvasAgg(fig)
     return fig
 
 

@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=1, help="parallel tuning processes on this machine")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, needs=("matplotlib", "optuna"))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -14,7 +14,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="output folder (default: a new descentlab-demo/run-<time> folder)")
     p.add_argument("--steps", type=int, default=500, help="steps per race (default 500)")
     p.add_argument("--force", action="store_true", help="write into a non-empty --out")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, needs=("matplotlib", "sklearn"))
 
 
 def run(args: argparse.Namespace) -> int:

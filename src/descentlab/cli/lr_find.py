@@ -19,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="overwrite lr_find.png / lr_find.csv")
     p.add_argument("--out", required=True)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, needs=("matplotlib",))
 
 
 def run(args: argparse.Namespace) -> int:

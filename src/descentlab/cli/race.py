@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", type=int, default=40, help="animation frames (default 40)")
     p.add_argument("--force", action="store_true", help="overwrite an earlier race in --out")
     p.add_argument("--out", required=True)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, needs=("matplotlib",))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,7 +12,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, default=50, help="epochs on the x axis (default 50)")
     p.add_argument("--lr", type=float, default=0.1, help="η₀ of every schedule (default 0.1)")
     p.add_argument("--force", action="store_true", help="overwrite existing pictures")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, needs=("matplotlib",))
 
 
 def run(args: argparse.Namespace) -> int:

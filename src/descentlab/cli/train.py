@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="with --nproc > 1: seconds a rank waits for the others before the job stops (default 300)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--out", required=True, help="output folder")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, needs=("matplotlib",))
 
 
 def _parse_batch_sizes(text: str) -> list[Any]:

@@ -16,7 +16,10 @@ from descentlab.outputs import atomic_path, new_figure
 def animate_race(result: Any, path: str | os.PathLike, *, frames: int = 100, fps: int = 20, tuned: bool = False,
                  mp4: bool = True) -> list[Path]:
     """Write ``path`` (a GIF) and, when ffmpeg exists and ``mp4``, the same animation as MP4 beside it."""
-    from matplotlib.animation import FFMpegWriter, FuncAnimation, PillowWriter
+    from descentlab.extras import require
+
+    animation = require("matplotlib.animation", "the race animation")
+    FFMpegWriter, FuncAnimation, PillowWriter = animation.FFMpegWriter, animation.FuncAnimation, animation.PillowWriter
 
     if frames < 2:
         raise ValueError(f"frames must be >= 2, got {frames}")

@@ -21,6 +21,8 @@ from typing import Any
 
 import torch
 
+from descentlab.extras import require
+
 SCHEDULES = ("constant", "cosine", "exponential")
 BATCH_SIZES = (16, 32, 64, 128)
 TUNABLE = ("lr", "batch_size", "schedule")
@@ -149,8 +151,7 @@ def study_name(config: CompareConfig, optimizer: str) -> str:
 
 
 def _load_study(config: CompareConfig, optimizer: str, worker: int = 0):
-    import optuna
-
+    optuna = require("optuna", "the comparison's tuning")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # each worker samples from its own seeded stream, so parallel workers do not propose the same points
     sampler = optuna.samplers.TPESampler(seed=config.seed * 1009 + worker)
@@ -159,7 +160,7 @@ def _load_study(config: CompareConfig, optimizer: str, worker: int = 0):
 
 
 def _completed(study) -> int:
-    import optuna
+    optuna = require("optuna", "the comparison's tuning")
 
     return sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
 
