@@ -15,7 +15,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from descentlab.averaging import ema
-from descentlab.outputs import new_figure, save_figure_atomically  # noqa: F401  (save_figure_atomically: kept here)
+from descentlab.outputs import new_figure, save_figure_atomically  # noqa: F401  (re-exported: imported from here)
 from descentlab.schedules import constant, cosine, exponential, inverse_sqrt, inverse_time, join, linear_warmup, step_decay
 
 

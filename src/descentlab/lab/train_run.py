@@ -54,7 +54,7 @@ class Built:
 
     model: torch.nn.Module
     model_name: str
-    optimizer: torch.optim.Optimizer | None
+    optimizer: torch.optim.Optimizer
     lr: float
     schedule: Callable[[int], float] | None
 
