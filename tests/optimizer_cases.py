@@ -38,6 +38,8 @@ class Case:
         reference_min_lr: the reference comparison raises a smaller lr to this (``None``: never).
         stateful: options under which the row keeps per-parameter state (plain SGD keeps none).
         eager_state: the row creates its state in the constructor (as torch's Adagrad does).
+        torch_grid: torch's own options, each with the values whose every combination test_optim_parity.py
+            runs against the torch twin of the same name (``None``: no such twin).
     """
 
     reference: Callable[..., Any]
@@ -53,6 +55,7 @@ class Case:
     reference_min_lr: float | None = 0.05
     stateful: dict[str, Any] = field(default_factory=dict)
     eager_state: bool = False
+    torch_grid: dict[str, list[Any]] | None = None
 
 
 def _fix_sgd(opts: dict[str, Any]) -> None:
@@ -81,6 +84,8 @@ CASES: dict[str, Case] = {
         fix_valid=_fix_sgd, beta_like="momentum",
         conventions={"ema_nesterov": {"momentum": 0.9, "momentum_form": "ema", "nesterov": True}},
         stateful={"momentum": 0.9},
+        torch_grid=dict(momentum=[0.0, 0.9], dampening=[0.0, 0.3], nesterov=[False, True], weight_decay=[0.0, 0.05],
+                        maximize=[False, True]),
     ),
     "momentum": Case(
         ref.momentum, parabola=(0.05, 300), rosenbrock=(2e-2, 5000),
@@ -103,6 +108,8 @@ CASES: dict[str, Case] = {
         conventions={"outside": {"eps_placement": "outside"},
                      "inside_decay": {"eps_placement": "inside", "lr_decay": 0.1}},
         eager_state=True,
+        torch_grid=dict(lr_decay=[0.0, 0.05], initial_accumulator_value=[0.0, 0.2], weight_decay=[0.0, 0.05],
+                        maximize=[False, True]),
     ),
     "adadelta": Case(
         ref.adadelta, parabola=(0.2, 3000), rosenbrock=(0.2, 5000),
@@ -115,6 +122,7 @@ CASES: dict[str, Case] = {
         conventions={"inside": {"eps_placement": "inside"},
                      "outside_lr": {"eps_placement": "outside", "lr": 0.5}},
         reference_min_lr=None,
+        torch_grid=dict(rho=[0.9, 0.5], weight_decay=[0.0, 0.05], maximize=[False, True], lr=[1.0, 0.3]),
     ),
     "rmsprop": Case(
         ref.rmsprop, parabola=(0.01, 600), rosenbrock=(1e-3, 5000),
@@ -125,6 +133,8 @@ CASES: dict[str, Case] = {
         fix_valid=_fix_rmsprop, beta_like="alpha",
         conventions={"inside_centered": {"eps_placement": "inside", "centered": True},
                      "inside_momentum": {"eps_placement": "inside", "momentum": 0.5, "alpha": 0.9}},
+        torch_grid=dict(alpha=[0.99, 0.9], momentum=[0.0, 0.5], centered=[False, True], weight_decay=[0.0, 0.05],
+                        maximize=[False, True]),
     ),
     "adam": Case(
         ref.adam, parabola=(0.1, 500), rosenbrock=(2e-2, 5000),
@@ -133,6 +143,8 @@ CASES: dict[str, Case] = {
         beta_like="betas",
         conventions={"inside_no_bc": {"eps_placement": "inside", "bias_correction": False},
                      "amsgrad_inside": {"amsgrad": True, "eps_placement": "inside"}},
+        torch_grid=dict(amsgrad=[False, True], weight_decay=[0.0, 0.05], decoupled_weight_decay=[False, True],
+                        maximize=[False, True], betas=[(0.9, 0.999), (0.5, 0.9)]),
     ),
     "adamw": Case(
         ref.adamw, parabola=(0.1, 500), rosenbrock=(2e-2, 5000),
@@ -141,6 +153,7 @@ CASES: dict[str, Case] = {
         beta_like="betas",
         conventions={"outside": {"eps_placement": "outside"},
                      "amsgrad_no_bc": {"amsgrad": True, "bias_correction": False}},
+        torch_grid=dict(amsgrad=[False, True], weight_decay=[0.0, 0.05], maximize=[False, True]),
     ),
     "nadam": Case(
         ref.nadam, parabola=(0.1, 500), rosenbrock=(2e-2, 5000),
@@ -150,6 +163,16 @@ CASES: dict[str, Case] = {
         conventions={"outside": {"eps_placement": "outside"},
                      "inside_decoupled": {"eps_placement": "inside", "decoupled_weight_decay": True,
                                           "weight_decay": 0.1}},
+        torch_grid=dict(weight_decay=[0.0, 0.05], decoupled_weight_decay=[False, True], momentum_decay=[4e-3, 0.05],
+                        maximize=[False, True]),
+    ),
+    "adamax": Case(
+        ref.adamax, parabola=(0.1, 500), rosenbrock=(2e-2, 5000),
+        valid=dict(betas=st.tuples(unit, unit), eps=st.floats(1e-10, 1e-3)),
+        beta_like="betas",
+        conventions={"eps_large": {"eps": 1e-3}},
+        torch_grid=dict(weight_decay=[0.0, 0.05], maximize=[False, True], betas=[(0.9, 0.999), (0.5, 0.9)],
+                        eps=[1e-8, 1e-3]),
     ),
 }
 

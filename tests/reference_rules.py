@@ -137,3 +137,13 @@ def nadam(w, g, s, t, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, m
     D = _root(v / (1 - b2**t), eps, eps_placement)
     return w - lr * (1 - mu) / (1 - prod) * g / D - lr * mu_next / (1 - prod * mu_next) * m / D
 
+
+def adamax(w, g, s, t, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, maximize=False):
+    """m ← β₁m + (1−β₁)g;  u ← max(β₂u, |g| + ε);  w ← w − η/(1 − β₁ᵗ) · m/u."""
+    b1, b2 = betas
+    g = _grad(w, g, weight_decay, maximize)
+    m = b1 * s.get("exp_avg", np.zeros_like(w)) + (1 - b1) * g
+    u = np.maximum(b2 * s.get("exp_inf", np.zeros_like(w)), np.abs(g) + eps)
+    s["exp_avg"], s["exp_inf"], s["step"] = m, u, t
+    return w - lr / (1 - b1**t) * m / u
+

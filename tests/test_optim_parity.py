@@ -12,22 +12,18 @@ import torch
 
 import descentlab
 from descentlab.optim.registry import REGISTRY
+from optimizer_cases import case
 
-# Grids of torch's own options, per class (every combination is run).
-GRIDS = {
-    "SGD": dict(momentum=[0.0, 0.9], dampening=[0.0, 0.3], nesterov=[False, True], weight_decay=[0.0, 0.05],
-                maximize=[False, True]),
-    "Adagrad": dict(lr_decay=[0.0, 0.05], initial_accumulator_value=[0.0, 0.2], weight_decay=[0.0, 0.05],
-                    maximize=[False, True]),
-    "Adadelta": dict(rho=[0.9, 0.5], weight_decay=[0.0, 0.05], maximize=[False, True], lr=[1.0, 0.3]),
-    "RMSprop": dict(alpha=[0.99, 0.9], momentum=[0.0, 0.5], centered=[False, True], weight_decay=[0.0, 0.05],
-                    maximize=[False, True]),
-    "Adam": dict(amsgrad=[False, True], weight_decay=[0.0, 0.05], decoupled_weight_decay=[False, True],
-                 maximize=[False, True], betas=[(0.9, 0.999), (0.5, 0.9)]),
-    "AdamW": dict(amsgrad=[False, True], weight_decay=[0.0, 0.05], maximize=[False, True]),
-    "NAdam": dict(weight_decay=[0.0, 0.05], decoupled_weight_decay=[False, True], momentum_decay=[4e-3, 0.05],
-                  maximize=[False, True]),
-}
+# Grids of torch's own options, per class with a torch twin of the same name (every combination is run): the
+# ``torch_grid`` of each row's Case in optimizer_cases.py.
+TWINS = [name for name, spec in REGISTRY.items()
+         if spec.torch_equivalent is not None and spec.torch_equivalent[0].__name__ == spec.cls.__name__]
+GRIDS = {REGISTRY[name].cls.__name__: case(name).torch_grid for name in TWINS}
+
+
+def test_every_torch_twin_has_an_option_grid():
+    missing = [name for name in TWINS if not case(name).torch_grid]
+    assert not missing, f"rows {missing} name a torch twin but no torch_grid in tests/optimizer_cases.py"
 
 
 def _combos(grid):
@@ -174,4 +170,4 @@ def test_state_dict_interchange_continues_identically(cls_name, direction):
 
 def test_registry_torch_equivalents_cover_every_torch_named_class():
     named = {spec.cls.__name__ for spec in REGISTRY.values() if spec.torch_equivalent is not None}
-    assert {"SGD", "Adagrad", "Adadelta", "RMSprop", "Adam", "AdamW", "NAdam"} <= named
+    assert {"SGD", "Adagrad", "Adadelta", "RMSprop", "Adam", "AdamW", "NAdam", "Adamax"} <= named

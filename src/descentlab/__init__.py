@@ -14,6 +14,7 @@ from descentlab.optim import (
     Adagrad,
     Adam,
     AdamW,
+    Adamax,
     Momentum,
     NAdam,
     Nesterov,
@@ -31,6 +32,6 @@ from descentlab import datasets, models
 from descentlab._version import __version__
 
 __all__ = [
-    "REGISTRY", "SGD", "Adadelta", "Adagrad", "Adam", "AdamW", "Momentum", "NAdam", "Nesterov",
+    "REGISTRY", "SGD", "Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "Momentum", "NAdam", "Nesterov",
     "EMA", "History", "OptimizerSpec", "datasets", "fit", "models", "suggest_batch_size", "RMSprop", "Scheduler", "WeightEMA", "ema", "schedules", "create_optimizer", "get_spec", "optimizer_names", "__version__",
 ]

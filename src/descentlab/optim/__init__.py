@@ -3,6 +3,7 @@
 from descentlab.optim.adadelta import Adadelta
 from descentlab.optim.adagrad import Adagrad
 from descentlab.optim.adam import Adam, AdamW
+from descentlab.optim.adamax import Adamax
 from descentlab.optim.base import RuleOptimizer
 from descentlab.optim.momentum import Momentum, Nesterov
 from descentlab.optim.nadam import NAdam
@@ -11,6 +12,6 @@ from descentlab.optim.rmsprop import RMSprop
 from descentlab.optim.sgd import SGD
 
 __all__ = [
-    "REGISTRY", "Adadelta", "Adagrad", "Adam", "AdamW", "Momentum", "NAdam", "Nesterov", "OptimizerSpec",
+    "REGISTRY", "Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "Momentum", "NAdam", "Nesterov", "OptimizerSpec",
     "RMSprop", "RuleOptimizer", "SGD", "create_optimizer", "get_spec", "optimizer_names",
 ]

@@ -15,6 +15,7 @@ from torch.optim import Optimizer
 from descentlab.optim.adadelta import Adadelta
 from descentlab.optim.adagrad import Adagrad
 from descentlab.optim.adam import Adam, AdamW
+from descentlab.optim.adamax import Adamax
 from descentlab.optim.momentum import Momentum, Nesterov
 from descentlab.optim.nadam import NAdam
 from descentlab.optim.rmsprop import RMSprop
@@ -159,6 +160,14 @@ REGISTRY: dict[str, OptimizerSpec] = {
             torch_equivalent=(torch.optim.NAdam, {}),
             summary="Adam with Nesterov momentum",
         ),
+        OptimizerSpec(
+            "adamax", Adamax, {"lr": 0.002},
+            variants={"plain": {}, "weight_decay": {"weight_decay": 0.01}, "maximize": {"maximize": True},
+                      "betas": {"betas": (0.8, 0.99)}},
+            bad_inputs=_COMMON_BAD + _BETAS_BAD + (({"eps": -1e-8}, "eps"),),
+            torch_equivalent=(torch.optim.Adamax, {}),
+            summary="Adam with the infinity norm: a running maximum of |g| in place of v",
+        ),
     ]
 }
 
@@ -168,12 +177,33 @@ def optimizer_names() -> list[str]:
     return list(REGISTRY)
 
 
+def _typo_distance(a: str, b: str) -> int:
+    """Edits (insert, delete, substitute, swap two neighbours) that turn ``a`` into ``b``."""
+    rows = [list(range(len(b) + 1))]
+    for i, x in enumerate(a, 1):
+        row = [i] + [0] * len(b)
+        for j, y in enumerate(b, 1):
+            row[j] = min(rows[-1][j] + 1, row[j - 1] + 1, rows[-1][j - 1] + (x != y))
+            if i > 1 and j > 1 and x == b[j - 2] and a[i - 2] == y:
+                row[j] = min(row[j], rows[-2][j - 2] + 1)
+        rows.append(row)
+    return rows[-1][-1]
+
+
+def suggest(name: str, choices: Iterable[str]) -> list[str]:
+    """The choices ``name`` is most likely a typo of: the fewest edits (at most 2) first, else difflib's."""
+    word = str(name).lower()
+    scored = sorted((_typo_distance(word, choice), choice) for choice in choices)
+    near = [choice for distance, choice in scored if distance <= min(2, scored[0][0])] if scored else []
+    return near or difflib.get_close_matches(word, [c for _, c in scored], n=1)
+
+
 def get_spec(name: str) -> OptimizerSpec:
     """The registry row ``name``; an unknown name raises ``ValueError`` listing the valid ones."""
     key = name.lower() if isinstance(name, str) else name
     if key not in REGISTRY:
-        close = difflib.get_close_matches(str(name).lower(), REGISTRY, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
+        close = suggest(str(name), REGISTRY)
+        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         raise ValueError(f"unknown optimizer {name!r}.{hint} Valid names: {', '.join(REGISTRY)}")
     return REGISTRY[key]
 

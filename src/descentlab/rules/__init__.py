@@ -9,6 +9,7 @@ learning rate ``η``.
 from descentlab.rules.adadelta import adadelta
 from descentlab.rules.adagrad import adagrad
 from descentlab.rules.adam import adam, amsgrad
+from descentlab.rules.adamax import adamax
 from descentlab.rules.common import bias_correction, prepare_gradient, root_with_eps
 from descentlab.rules.nadam import nadam
 from descentlab.rules.rmsprop import centered_rmsprop, rmsprop
@@ -18,6 +19,7 @@ __all__ = [
     "adadelta",
     "adagrad",
     "adam",
+    "adamax",
     "amsgrad",
     "bias_correction",
     "centered_rmsprop",

@@ -1,0 +1,79 @@
+"""``Adamax``: ``torch.optim.Adamax``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from descentlab.optim.base import RuleOptimizer, new_step_counter
+from descentlab.optim.sgd import check_torch_flags
+from descentlab.optim.validation import as_float, check_betas, check_bool, check_range
+from descentlab.rules.adamax import adamax
+from descentlab.rules.plan import StepPlan
+
+
+class Adamax(RuleOptimizer):
+    r"""Adamax — a drop-in for ``torch.optim.Adamax``.
+
+    Symbols: ``η`` = ``lr``, ``(β₁, β₂)`` = ``betas``, ``m`` = ``state["exp_avg"]``, ``u`` = ``state["exp_inf"]``
+    (both start at 0), ``t`` = ``state["step"]``, ``λ`` = ``weight_decay``::
+
+        g ← −g if maximize;   g ← g + λ w
+        m ← β₁ m + (1 − β₁) g
+        u ← max(β₂ u, |g| + ε)
+        w ← w − η / (1 − β₁^t) · m / u
+
+    Conventions: ε sits inside the maximum (PyTorch); Keras writes ``u ← max(β₂ u, |g|)`` and adds ε to
+    the denominator, ``m / (u + ε)``, which differs only while ``|g|`` is of the order of ε.
+
+    Example::
+
+        >>> import torch, descentlab
+        >>> w = torch.nn.Parameter(torch.tensor([1.0, -1.0]))
+        >>> opt = descentlab.Adamax([w], lr=0.1)
+        >>> (w ** 2).sum().backward(); opt.step()    # first step: η sign(g)
+        >>> [round(x, 4) for x in w.tolist()]
+        [0.9, -0.9]
+    """
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float | Tensor = 2e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0,
+        foreach: bool | None = None,
+        *,
+        maximize: bool = False,
+        differentiable: bool = False,
+        capturable: bool = False,
+        impl: str = "auto",
+        nonfinite: str = "ignore",
+        state_dtype: torch.dtype | None = None,
+    ) -> None:
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, foreach=foreach, maximize=maximize,
+                        differentiable=differentiable, capturable=capturable, impl=impl, nonfinite=nonfinite,
+                        state_dtype=state_dtype)
+        super().__init__(params, defaults)
+
+    def _validate(self, group: dict[str, Any]) -> None:
+        check_range("lr", group["lr"])
+        check_betas(group["betas"])
+        check_range("eps", group["eps"])
+        check_range("weight_decay", group["weight_decay"])
+        check_bool("maximize", group["maximize"])
+        check_torch_flags(group)
+
+    def _init_state(self, param: Tensor, group: dict[str, Any], state: dict[str, Any]) -> None:
+        state["step"] = new_step_counter()
+        state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+        state["exp_inf"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+
+    def plan(self, group: dict[str, Any]) -> StepPlan:
+        return StepPlan(adamax, ("exp_avg", "exp_inf"),
+                        dict(lr=float(group["lr"]), beta1=as_float("betas[0]", group["betas"][0]),
+                             beta2=as_float("betas[1]", group["betas"][1]), eps=group["eps"]),
+                        maximize=group["maximize"], weight_decay=group["weight_decay"], counts_steps=True)
