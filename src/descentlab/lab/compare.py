@@ -11,7 +11,6 @@ validation metric (AlgoPerf-style time-to-result), curves with seed bands and a 
 
 from __future__ import annotations
 
-import json
 import math
 import multiprocessing as mp
 import statistics
