@@ -29,7 +29,7 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import torch
 import torch.distributed as dist
@@ -159,7 +159,7 @@ def run_ranks(fn: Callable[..., Any], nproc: int, *args: Any, timeout: float | N
         for proc in procs:
             proc.start()
         if on_start is not None:
-            on_start([int(p.pid) for p in procs])
+            on_start([int(p.pid or 0) for p in procs])
         failed = _wait_for_failure(procs)
         if failed:
             reports = {r: _read_report(errors, r) for r in failed}
@@ -228,7 +228,7 @@ def _failure(procs: list, failed: list[int], reports: dict[int, str | None], sto
             how = f"exited with code {code} without raising"
         return RankFailure(f"rank {rank} of {n} (pid {proc.pid}) died: {how}; {others}",
                            rank=rank, world_size=n, pid=proc.pid, exitcode=code, died=True)
-    text = reports[rank]
+    text = reports[rank] or ""
     last = text.strip().splitlines()[-1] if text.strip() else "an error"
     return RankFailure(f"rank {rank} of {n} (pid {proc.pid}) failed: {last}; {others}",
                        rank=rank, world_size=n, pid=proc.pid, exitcode=code, died=False, error=last, traceback=text)
@@ -266,6 +266,7 @@ def data_parallel_run(rank: int, world_size: int, port: int, optimizer: str, mod
         model, x, y = toy_problem()
         shard = slice(rank * len(x) // world_size, (rank + 1) * len(x) // world_size)
         spec = get_spec(optimizer)
+        net: torch.nn.Module
         if mode == "ddp":
             net = torch.nn.parallel.DistributedDataParallel(model)
             opt = spec.build(net.parameters(), lr=lr)
@@ -277,7 +278,7 @@ def data_parallel_run(rank: int, world_size: int, port: int, optimizer: str, mod
         elif mode == "fsdp":
             from torch.distributed.fsdp import fully_shard
 
-            net = fully_shard(model)
+            net = cast(torch.nn.Module, fully_shard(model))  # the same module, now sharded
             opt = spec.build(net.parameters(), lr=lr)
         else:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -346,7 +347,7 @@ def fsdp_checkpoint_run(rank: int, world_size: int, port: int, optimizer: str, s
         model_state, optim_state = get_state_dict(model, opt)
         state = {"model": model_state, "optim": optim_state}
         dcp.load(state, checkpoint_id=str(Path(out) / "dcp"))
-        set_state_dict(model, opt, model_state_dict=state["model"], optim_state_dict=state["optim"])
+        set_state_dict(model, opt, model_state_dict=model_state, optim_state_dict=optim_state)  # loaded in place
         train(model, opt, steps_after)
         full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
         if rank == 0:

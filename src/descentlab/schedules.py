@@ -242,7 +242,7 @@ class Scheduler(LRScheduler):
                              "must not be 0, got 0.0; pass one schedule per group instead")
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self) -> list[float]:
+    def get_lr(self) -> list[float | torch.Tensor]:
         """The rates for clock ``last_epoch`` (closed form, no recursion)."""
         k = self.last_epoch
         if len(self.schedules) > 1:

@@ -28,9 +28,9 @@ def check_batch_size(batch_size: Any, n: int | None = None) -> int | str:
         if batch_size not in BATCH_MODES:
             raise ValueError(f"batch_size must be 'full', 'auto' or a positive integer, got {batch_size!r}")
         return batch_size
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or int(batch_size) < 1:
         raise ValueError(f"batch_size must be 'full', 'auto' or a positive integer, got {batch_size!r}")
-    if n is not None and batch_size > n:
+    if n is not None and int(batch_size) > n:
         raise ValueError(f"batch_size {batch_size} is larger than the dataset ({n} samples); use 'full' for batch GD")
     return int(batch_size)
 
@@ -88,5 +88,6 @@ class MiniBatches:
             if self._tensors is not None:
                 yield tuple(t[idx] for t in self._tensors)
             else:
+                assert self._dataset is not None  # one of the two is set in __init__
                 batch = default_collate([self._dataset[int(i)] for i in idx])
                 yield tuple(batch) if isinstance(batch, (tuple, list)) else (batch,)

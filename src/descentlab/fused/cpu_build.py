@@ -312,6 +312,8 @@ def _load_gather() -> Any:
                 import importlib.util
 
                 spec = importlib.util.spec_from_file_location(GATHER_MODULE, _gather_built)
+                if spec is None or spec.loader is None:
+                    raise ImportError(f"{_gather_built} is not a loadable extension module")
                 module = importlib.util.module_from_spec(spec)
                 spec.loader.exec_module(module)
                 if module.abi_version() != GATHER_ABI_VERSION:

@@ -34,7 +34,7 @@ from torch import Tensor
 try:
     import numpy as np  # torch's optional dependency; without it the overlap test runs in pure Python
 except ImportError:  # pragma: no cover
-    np = None
+    np = None  # type: ignore[assignment]
 
 from descentlab.fused.abi import KernelCall, kernel_call
 from descentlab.fused.cpu_build import VARIANTS, gather_module, library
@@ -83,7 +83,7 @@ class _Checked:
     __slots__ = ("state", "tensors", "pointers", "numel", "key", "keys", "dtype", "wide", "starts", "ends",
                  "grad_bytes")
 
-    def __init__(self, state: dict[str, Any], tensors: tuple[Tensor, ...], param: Tensor,
+    def __init__(self, state: dict[str, Any] | None, tensors: tuple[Tensor, ...], param: Tensor,
                  key: tuple[str, int], keys: tuple[str, ...], wide: Any) -> None:
         self.state, self.tensors, self.numel, self.key, self.keys = state, tensors, param.numel(), key, keys
         self.dtype, self.wide = param.dtype, wide
@@ -118,18 +118,19 @@ def _check(plan: KernelCall, param: Tensor, state: dict[str, Any] | None, group:
     needs_state = plan.steps or any(plan.state_keys)
     if needs_state and not state:
         return None  # first step: the reference rule creates the state
-    tensors = [state[key] if key in state else None for key in plan.state_keys if key is not None] if state else []
+    tensors: list[Any] = ([state[key] if key in state else None for key in plan.state_keys if key is not None]
+                          if state else [])
     if not all(_same_layout(t, param, state_dtype) for t in tensors):
         return None
     step_kind = 0
-    if plan.steps:
-        step = state.get("step")
+    if plan.steps and state:
+        step: Any = state.get("step")
         if not _step_counter(step):
             return None
         tensors.append(step)
         step_kind = STEP_DTYPES[step.dtype]
         if plan.extra:
-            extra = state.get(plan.extra)
+            extra: Any = state.get(plan.extra)
             if not _step_counter(extra):
                 return None
             tensors.append(extra)
@@ -265,8 +266,8 @@ def _addresses(lib: Any, kernel: str) -> tuple[int, ...]:
     key = (id(lib), kernel)
     found = _kernel_addresses.get(key)
     if found is None:
-        found = _kernel_addresses[key] = tuple(ctypes.cast(getattr(lib, f"dl_{kernel}_{v}"), ctypes.c_void_p).value
-                                                for v in VARIANTS)
+        found = _kernel_addresses[key] = tuple(int(ctypes.cast(getattr(lib, f"dl_{kernel}_{v}"), ctypes.c_void_p).value
+                                                    or 0) for v in VARIANTS)
     return found
 
 
@@ -289,16 +290,16 @@ def fused_cpu_step(optimizer: Any, group: dict[str, Any], step_plan: StepPlan,
         return list(group["params"])
     plan = kernel_call(step_plan)
     lib = library() if plan is not None else None
-    if lib is None:
+    if plan is None or lib is None:
         return list(group["params"])
     wide = group.get("state_dtype")
     stateful = plan.steps or any(plan.state_keys)
     native = _native_gatherer(len(group["params"]))
     if native is not None:
-        rest, counts[id(group)] = native.step_group(
+        native_rest, counts[id(group)] = native.step_group(
             group["params"], optimizer.state if stateful else None, plan.state_keys, int(plan.steps), plan.extra,
             wide, _addresses(lib, plan.kernel), plan.kernel, plan.hp, float(grad_inv_scale), torch.get_num_threads())
-        return rest
+        return native_rest  # type: ignore[no-any-return]
     cache: dict[int, tuple[Tensor, int, _Checked]] = optimizer.__dict__.setdefault("_descentlab_fused_cache", {})
     keys = _state_keys(plan)
     # Hot loop (thousands of tensors per step): bound methods in locals, no per-tensor function calls.
@@ -319,10 +320,10 @@ def fused_cpu_step(optimizer: Any, group: dict[str, Any], step_plan: StepPlan,
         hit = cache_get(id(param))
         checked = hit[2] if hit is not None and hit[0] is param and hit[1] == pointer else None
         # param.data = … may keep the address with another dtype or layout; keys: the plan may change
-        if (checked is not None and checked.state is state and checked.keys == keys and checked.dtype is dtype
-                and checked.wide is wide and param.is_contiguous()):
+        if (checked is not None and state is not None and checked.state is state and checked.keys == keys
+                and checked.dtype is dtype and checked.wide is wide and param.is_contiguous()):
             for key, tensor, address in zip(keys, checked.tensors, checked.pointers):
-                if state.get(key) is not tensor or tensor.data_ptr() != address:
+                if state.get(key) is not tensor or tensor.data_ptr() != address:  # type: ignore[union-attr]
                     checked = None
                     break
         else:

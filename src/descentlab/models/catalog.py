@@ -21,6 +21,8 @@ from torch import nn
 class QuadraticModel(nn.Module):
     """Per-sample loss ``½ (θ − x)ᵀ Q (θ − x)`` with θ starting at 1 (DeepOBS ``net_quadratic_deep``)."""
 
+    hessian: torch.Tensor  # a registered buffer
+
     def __init__(self, hessian: Any) -> None:
         super().__init__()
         q = torch.as_tensor(hessian, dtype=torch.float32)

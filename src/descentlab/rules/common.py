@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
 
 EpsPlacement = Literal["inside", "outside"]
 EPS_PLACEMENTS: tuple[str, ...] = ("inside", "outside")
@@ -30,8 +34,12 @@ def decay_weights(param: Tensor, *, lr: float, weight_decay: float) -> None:
         param.mul_(1 - lr * weight_decay)
 
 
-def bias_correction(beta: float, step: float) -> float:
-    """``1 − β^t`` computed in Python float (float64), never in the tensor's dtype."""
+@overload
+def bias_correction(beta: float, step: float) -> float: ...
+@overload
+def bias_correction(beta: float, step: NDArray[np.float64]) -> NDArray[np.float64]: ...
+def bias_correction(beta: float, step: Any) -> Any:
+    """``1 − β^t`` computed in Python float (float64) — or a float64 array of steps — never in a tensor's dtype."""
     return 1.0 - beta**step
 
 

@@ -19,7 +19,7 @@ import math
 import random
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -53,7 +53,7 @@ def _set_rates(optimizer: torch.optim.Optimizer, schedule: Callable[[int], float
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, data: tuple[torch.Tensor, torch.Tensor], loss_fn: LossFn,
+def evaluate(model: torch.nn.Module, data: Sequence[torch.Tensor], loss_fn: LossFn,
              accuracy: bool, chunk: int = 4096) -> dict[str, float]:
     """Mean loss (and accuracy) of ``model`` on ``data``, in eval mode, by chunks."""
     x, y = data

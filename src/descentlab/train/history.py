@@ -42,9 +42,14 @@ class History:
         if self._ema is None:
             self._ema = EMA(self.ema_beta)
 
+    def _smoother(self) -> EMA:
+        if self._ema is None:
+            self._ema = EMA(self.ema_beta)
+        return self._ema
+
     def record_step(self, *, step: int, epoch: int, loss: float, lr: float, samples: int, seconds: float) -> None:
         """Append one step (the EMA is updated here)."""
-        smoothed = self._ema.update(loss)
+        smoothed = self._smoother().update(loss)
         self.steps.append({"step": step, "epoch": epoch, "loss": loss, "loss_ema": smoothed, "lr": lr,
                            "samples": samples, "seconds": seconds})
 
@@ -60,13 +65,13 @@ class History:
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue the record after a resume."""
         return {"steps": [dict(r) for r in self.steps], "epochs": [dict(r) for r in self.epochs],
-                "ema_beta": self.ema_beta, "ema": self._ema.state_dict()}
+                "ema_beta": self.ema_beta, "ema": self._smoother().state_dict()}
 
     @classmethod
     def from_state_dict(cls, state: dict[str, Any]) -> "History":
         """Rebuild a History saved by :meth:`state_dict`."""
         history = cls([dict(r) for r in state["steps"]], [dict(r) for r in state["epochs"]], state["ema_beta"])
-        history._ema.load_state_dict(state["ema"])
+        history._smoother().load_state_dict(state["ema"])
         return history
 
     def to_csv(self, path: str | os.PathLike, which: str = "steps") -> Path:
