@@ -186,6 +186,7 @@ def test_native_gatherer_bumps_versions_and_keeps_autograd_honest(monkeypatch):
         loss.backward()
 
 
+@pytest.mark.slow
 def test_small_groups_do_not_start_the_build_and_a_large_one_does(tmp_path):
     """A model of a few tensors never pays for the C++ compiler; the first group of at least
     NATIVE_GATHER_MIN_TENSORS tensors starts it in the background, and the step itself does not wait."""
