@@ -39,14 +39,15 @@ def run(args: argparse.Namespace) -> int:
     names = [n.strip() for n in args.optimizers.split(",") if n.strip()]
     for name in names:
         get_spec(name)
-    start = None
+    start: tuple[float, float] | None = None
     if args.start:
         try:
-            start = tuple(float(v) for v in args.start.split(","))
+            xy = [float(v) for v in args.start.split(",")]
         except ValueError:
             raise ValueError(f"--start must be x,y, got {args.start!r}") from None
-        if len(start) != 2:
+        if len(xy) != 2:
             raise ValueError(f"--start must be x,y, got {args.start!r}")
+        start = (xy[0], xy[1])
     rates = {k: float(v) for k, v in parse_pairs(args.lr, "--lr").items()}
     options = {}
     for item in args.opt:

@@ -97,11 +97,13 @@ def lr_find(model: torch.nn.Module, data: tuple[torch.Tensor, torch.Tensor], mak
     batches = MiniBatches(data, batch_size, seed=seed)
     ratio = (end_lr / start_lr) ** (1.0 / (steps - 1))
     avg = EMA(beta)
-    lrs, losses, smoothed = [], [], []
+    lrs: list[float] = []
+    losses: list[float] = []
+    smoothed: list[float] = []
     best = math.inf
     epoch, stream = 0, iter(batches.batches(0))
     for i in range(steps):
-        lr = start_lr * ratio**i
+        lr = float(start_lr * ratio**i)
         for group in optimizer.param_groups:
             group["lr"] = lr
         try:
@@ -117,7 +119,7 @@ def lr_find(model: torch.nn.Module, data: tuple[torch.Tensor, torch.Tensor], mak
             break
         value.backward()
         optimizer.step()
-        s = avg.update(current)
+        s = float(avg.update(current))
         lrs.append(lr)
         losses.append(current)
         smoothed.append(s)

@@ -194,9 +194,10 @@ def race(landscape: str | Landscape, optimizers: Any = DEFAULT_OPTIMIZERS, *, st
         raise ValueError(f"clip must be > 0 or None, got {clip!r}")
     if not grid or any(not g > 0 for g in grid):
         raise ValueError("grid must be a non-empty list of positive rates")
-    start = tuple(float(v) for v in (start if start is not None else ls.start))
-    if len(start) != 2 or not all(math.isfinite(v) for v in start):
-        raise ValueError(f"start must be two finite numbers, got {start!r}")
+    point = tuple(float(v) for v in (start if start is not None else ls.start))
+    if len(point) != 2 or not all(math.isfinite(v) for v in point):
+        raise ValueError(f"start must be two finite numbers, got {point!r}")
+    start = (point[0], point[1])
     result = RaceResult(ls, start, steps, tol, noise, seed)
     for name in names:
         opts = options.get(name, {})
