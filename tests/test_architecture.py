@@ -79,3 +79,22 @@ def test_a_plain_subclass_of_adam_dispatches_as_few_operations_as_adam():
     reference = _dispatched_per_step(lambda params, lr: descentlab.Adam(params, lr=lr, impl="reference"))
     assert mine == adam
     assert adam * 10 < reference  # the C path: a handful of operations where the reference loop runs ~9 a tensor
+
+
+@pytest.mark.slow
+def test_mypy_reports_no_errors_on_the_package():
+    """The package ships ``py.typed``: its annotations are a promise to users' type checkers."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("mypy", reason="mypy comes with the test extra (pip install -e '.[test]')")
+    root = SRC.parent.parent
+    out = subprocess.run([sys.executable, "-m", "mypy", "--no-error-summary", str(SRC)], cwd=root,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
+
+
+def test_the_lab_never_imports_the_cli():
+    for path in sorted((SRC / "lab").rglob("*.py")):
+        modules, _ = _imports_and_names(path)
+        assert not [m for m in modules if m.startswith("descentlab.cli")], path
