@@ -31,6 +31,26 @@ class Landscape:
     minima: tuple[tuple[float, float], ...]
     f_star: float | None
     lesson: str
+    #: for a landscape built around a saddle point: ``(axis, radius)`` — a run has *escaped* the saddle at the
+    #: first step where ``|coordinate[axis]| > radius`` (half-way from the ridge to the bottoms)
+    escape: tuple[int, float] | None = None
+
+    def escaped_at(self, points: np.ndarray) -> int | None:
+        """The first step at which the trajectory ``points`` has left the saddle region (``None``: never, or
+        the landscape has no saddle)."""
+        if self.escape is None or len(points) == 0:
+            return None
+        axis, radius = self.escape
+        far = np.nonzero(np.abs(np.asarray(points)[:, axis]) > radius)[0]
+        return int(far[0]) if len(far) else None
+
+    def is_global(self, index: int | None) -> bool:
+        """Whether listed minimum ``index`` is a global one (its f equals ``f*``)."""
+        if index is None or self.f_star is None:
+            return False
+        with torch.no_grad():
+            value = float(self(torch.tensor(self.minima[index], dtype=torch.float64)))
+        return abs(value - self.f_star) < 1e-9 * max(1.0, abs(self.f_star))
 
     def __call__(self, points: Tensor) -> Tensor:
         """``f`` at ``points`` of shape ``(..., 2)``."""
@@ -59,6 +79,7 @@ def _double_well_minima() -> tuple[tuple[float, float], ...]:
 
 
 _DW = _double_well_minima()
+_R2 = 0.5**0.5  # the saddle's bottoms are at y = ±1/√2
 _SQRT_EPS = 1e-30  # keeps Ackley's √(x² + y²) differentiable at the origin
 
 LANDSCAPES: dict[str, Landscape] = {ls.name: ls for ls in [
@@ -66,8 +87,15 @@ LANDSCAPES: dict[str, Landscape] = {ls.name: ls for ls in [
               "a round bowl: every method converges; the baseline"),
     Landscape("ravine", "0.1 x² + 2 y²", lambda x, y: 0.1 * x**2 + 2 * y**2, ((-5, 5), (-2, 2)), (-4.5, 1.5),
               ((0.0, 0.0),), 0.0, "condition number 20: plain GD zig-zags across the valley; momentum smooths it"),
-    Landscape("saddle", "x² − y²", lambda x, y: x**2 - y**2, ((-3, 3), (-3, 3)), (-2.5, 0.01), (), None,
-              "a saddle point at the origin: the escape direction y has a tiny gradient near the ridge"),
+    Landscape("saddle", "x² + y⁴ − y²", lambda x, y: x**2 + y**4 - y**2, ((-2, 2), (-1.5, 1.5)), (-1.5, 1e-3),
+              ((0.0, -_R2), (0.0, _R2)), -0.25,
+              "a saddle point at the origin with two bottoms at y = ±0.707: near the ridge y = 0 the gradient "
+              "that points the way out is tiny", escape=(1, _R2 / 2)),
+    Landscape("rotated_ravine", "1.05 x² − 1.9 xy + 1.05 y²  (= 0.1 u² + 2 v², axes turned 45°)",
+              lambda x, y: 1.05 * x**2 - 1.9 * x * y + 1.05 * y**2, ((-4, 4), (-4, 4)), (-3.5, -2.0),
+              ((0.0, 0.0),), 0.0,
+              "the ravine turned 45°: the valley runs along no coordinate axis, so per-coordinate rates "
+              "cannot line up with it by luck"),
     Landscape("rosenbrock", "(1 − x)² + 100 (y − x²)²", lambda x, y: (1 - x) ** 2 + 100 * (y - x**2) ** 2,
               ((-2, 2), (-1, 3)), (-1.5, 2.0), ((1.0, 1.0),), 0.0, "a curved, flat-bottomed valley"),
     Landscape("beale", "(1.5 − x + xy)² + (2.25 − x + xy²)² + (2.625 − x + xy³)²",

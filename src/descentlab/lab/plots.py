@@ -60,14 +60,31 @@ def race_figure(result: Any, path: str | os.PathLike, *, tuned: bool = False) ->
         offset = ls.f_star if ls.f_star is not None else np.nanmin([np.nanmin(x.values) for x in racers]) - 1e-12
         gap = np.maximum(r.values - offset, 1e-16)
         ax2.plot(np.arange(len(gap)), gap, color=colour, label=r.name)
-    ax.set_title(f"{ls.name}: {ls.formula}" + (" — tuned rates" if tuned else " — default rates"), fontsize=10)
-    ax.legend(fontsize=7, loc="best")
+        if getattr(r, "escaped_at", None) is not None:
+            ax2.plot(r.escaped_at, gap[r.escaped_at], "v", color=colour, markersize=7)
+    ax.set_title(f"{ls.name}: {ls.formula}\n{rates_title(racers, tuned)}", fontsize=10)
+    fig.legend(*ax.get_legend_handles_labels(), loc="lower center", ncol=min(3, len(racers) + 2), fontsize=8,
+               frameon=False)
+    fig.subplots_adjust(bottom=0.13 + 0.045 * ((len(racers) + 2 + 2) // 3))
     ax2.set_yscale("log")
     ax2.set_xlabel("step")
     ax2.set_ylabel("f − f*" if ls.f_star is not None else "f − (lowest f reached)")
     ax2.grid(alpha=0.3, which="both")
-    ax2.set_title(f"{result.steps} steps" + (f", gradient noise σ = {result.noise:g}" if result.noise else ""), fontsize=10)
+    ax2.set_title(f"{result.steps} steps" + (f", gradient noise σ = {result.noise:g}" if result.noise else "")
+                  + ("; ▼ escaped the saddle" if ls.escape is not None else ""), fontsize=10)
     return save_figure_atomically(fig, path)
+
+
+def rates_title(racers: list[Any], tuned: bool = False) -> str:
+    """What was run, in words: registry defaults, rates the user gave, or tuned rates."""
+    if tuned:
+        return "each at its tuned rate (best of a 30-point log grid, judged from 3 starts)"
+    given = [r for r in racers if getattr(r, "rate_given", False)]
+    if not given:
+        return "every optimizer at its registry default rate"
+    if len(given) == len(racers):
+        return "at the rates you set"
+    return "registry default rates, except " + ", ".join(r.name for r in given) + " (set by you)"
 
 
 def contour_background(landscape: Landscape, path: str | os.PathLike, size: tuple[int, int] = (600, 480)) -> Path:

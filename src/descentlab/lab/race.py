@@ -33,33 +33,43 @@ DEFAULT_GRID = tuple(np.logspace(-4, 1, 30).tolist())
 
 @dataclass
 class Racer:
-    """One optimizer's run."""
+    """One optimizer's run. ``name`` is the racer's key in the race (``"momentum"``, or ``"momentum@sum"`` for
+    a second momentum racer with other options); ``optimizer`` is the registry name."""
 
     name: str
     lr: float
     options: dict[str, Any]
     points: np.ndarray           # (steps + 1, 2), truncated at divergence
     values: np.ndarray           # f at each point
-    steps_to_tol: int | None
+    steps_to_tol: int | None     # the first step with |f − f*| < tol
     final_f: float
-    nearest_minimum: int | None
+    nearest_minimum: int | None  # index into landscape.minima (see minimum_xy for the coordinates)
     distance: float
     diverged: bool
     tuned: bool = False
     tol: float = 1e-6
-
     scheduled: bool = False
+    settled_at: int | None = None   # the first step from which |f − f*| < tol holds to the end
+    escaped_at: int | None = None   # the first step outside the saddle region (landscapes with a saddle)
+    minimum_xy: tuple[float, float] | None = None
+    local_minimum: bool = False     # ended within 0.05 of a minimum that is not a global one
+    optimizer: str = ""
+    rate_given: bool = False        # the rate was set by the user (not the registry's default, not tuned)
+    worst_start_score: tuple[float, float] | None = None  # tuned: the rate's score over the tuning starts
 
     @property
     def label(self) -> str:
         rate = f"peak lr {self.lr:.3g}, scheduled" if self.scheduled else f"lr {self.lr:.3g}"
-        return f"{self.name} ({rate}{', tuned' if self.tuned else ''})"
+        opts = ", ".join(f"{k}={v}" for k, v in self.options.items())
+        return f"{self.name} ({rate}{', ' + opts if opts else ''}{', tuned' if self.tuned else ''})"
 
     def row(self) -> dict[str, Any]:
         """A flat metrics row (for tables and CSV)."""
+        near = None if self.minimum_xy is None else f"({self.minimum_xy[0]:.3g}, {self.minimum_xy[1]:.3g})"
         return {"optimizer": self.name, "lr": self.lr, "tuned": self.tuned, "steps_to_tol": self.steps_to_tol,
-                "final_f": self.final_f, "nearest_minimum": self.nearest_minimum, "distance": self.distance,
-                "diverged": self.diverged, "steps_run": len(self.points) - 1}
+                "settled_at_step": self.settled_at, "final_f": self.final_f, "nearest_minimum": near,
+                "distance": self.distance, "stuck_in_local_minimum": self.local_minimum,
+                "escaped_at_step": self.escaped_at, "diverged": self.diverged, "steps_run": len(self.points) - 1}
 
 
 @dataclass
@@ -77,26 +87,28 @@ class RaceResult:
         return [r.row() for r in self.racers + self.tuned]
 
 
-def _run_batch(landscape: Landscape, name: str, options: dict[str, Any], lrs: list[float], start: tuple[float, float],
+def _run_batch(landscape: Landscape, name: str, options: dict[str, Any], lrs: list[float], start: Any,
                steps: int, noise: float, seed: int, schedule: Callable[[int], float] | None, clip: float | None,
                escape: float, batched: bool | None = None) -> list[tuple[np.ndarray, np.ndarray, bool]]:
-    """Run ``len(lrs)`` independent copies of optimizer ``name`` from ``start``, one rate each."""
+    """Run ``len(lrs)`` independent copies of optimizer ``name`` from ``start`` (one ``(x, y)``, or one per
+    rate), one rate each."""
     n = len(lrs)
+    starts = [tuple(start)] * n if np.ndim(start) == 1 else [tuple(p) for p in start]
     spec = get_spec(name)
     if batched is None:  # the class default counts too (AdamW decays by default)
         probe = spec.build([torch.zeros(1, requires_grad=True)], **options)
         batched = not probe.param_groups[0].get("weight_decay", 0)
     rates = torch.tensor(lrs, dtype=torch.float64)
     if batched:
-        params = [torch.nn.Parameter(torch.tensor([start] * n, dtype=torch.float64))]
+        params = [torch.nn.Parameter(torch.tensor(starts, dtype=torch.float64))]
         opt = spec.build(params, **{**options, "lr": 1.0})
     else:
-        params = [torch.nn.Parameter(torch.tensor(start, dtype=torch.float64)) for _ in lrs]
+        params = [torch.nn.Parameter(torch.tensor(p, dtype=torch.float64)) for p in starts]
         opt = spec.build([{"params": [p], "lr": float(r)} for p, r in zip(params, lrs)], **options)
     gen = torch.Generator().manual_seed(seed)
     (x0, x1), (y0, y1) = landscape.domain
     span = max(x1 - x0, y1 - y0)
-    centre = torch.tensor([(x0 + x1) / 2, (y0 + y1) / 2], dtype=torch.float64)
+    centre = np.array([(x0 + x1) / 2, (y0 + y1) / 2])
     points = np.full((steps + 1, n, 2), np.nan)
     values = np.full((steps + 1, n), np.nan)
     alive = np.ones(n, dtype=bool)
@@ -105,13 +117,14 @@ def _run_batch(landscape: Landscape, name: str, options: dict[str, Any], lrs: li
         stacked = params[0].detach().clone() if batched else torch.stack([p.detach() for p in params])
         with torch.no_grad():
             f = landscape(stacked)
-        bad = ~torch.isfinite(f).numpy() | ~torch.isfinite(stacked).all(1).numpy() | (
-            ((stacked - centre).abs().max(1).values > escape * span).numpy())
+        here, fv = stacked.numpy(), f.numpy()
+        with np.errstate(invalid="ignore"):
+            bad = ~np.isfinite(fv) | ~np.isfinite(here).all(1) | (np.abs(here - centre).max(1) > escape * span)
         newly = alive & bad
         diverged |= newly
         alive &= ~bad
-        points[t, alive] = stacked.numpy()[alive]
-        values[t, alive] = f.numpy()[alive]
+        points[t, alive] = here[alive]
+        values[t, alive] = fv[alive]
         if t == steps or not alive.any():
             break
         grads = landscape.gradient(stacked, noise, gen)
@@ -142,25 +155,47 @@ def _run_batch(landscape: Landscape, name: str, options: dict[str, Any], lrs: li
 def _racer(landscape: Landscape, name: str, lr: float, options: dict[str, Any], run, tol: float, tuned: bool) -> Racer:
     pts, vals, diverged = run
     f_star = landscape.f_star
-    steps_to_tol = None
+    steps_to_tol = settled = None
     if f_star is not None:
-        hits = np.nonzero(np.abs(vals - f_star) < tol)[0]
+        inside = np.abs(vals - f_star) < tol
+        hits = np.nonzero(inside)[0]
         steps_to_tol = int(hits[0]) if len(hits) else None
+        if len(vals) and inside[-1] and not diverged:
+            outside = np.nonzero(~inside)[0]
+            settled = int(outside[-1]) + 1 if len(outside) else 0
     idx, dist = landscape.nearest_minimum(pts[-1])
+    xy = None if idx is None else (float(landscape.minima[idx][0]), float(landscape.minima[idx][1]))
+    local = bool(idx is not None and dist < 0.05 and not landscape.is_global(idx) and not diverged)
     return Racer(name, float(lr), dict(options), pts, vals, steps_to_tol, float(vals[-1]), idx, dist, diverged, tuned,
-                 tol)
+                 tol, settled_at=settled, escaped_at=landscape.escaped_at(pts), minimum_xy=xy, local_minimum=local,
+                 optimizer=name.partition("@")[0])
 
 
 def score(racer: Racer, landscape: Landscape) -> tuple[float, float]:
-    """The race's metric (lower is better): runs that reach the tolerance *and end within it* rank first, by
-    steps to the tolerance (a rate that touches it and bounces away does not count); then the final gap."""
+    """The race's metric (lower is better): runs that *settle* within the tolerance (reach it and stay there
+    to the end) rank first, by the step they settle at (a rate that touches it and bounces away does not
+    count); then the final gap; diverged runs last."""
     if racer.diverged:
         return (2.0, math.inf)
     gap = racer.final_f - (landscape.f_star if landscape.f_star is not None else 0.0)
-    if racer.steps_to_tol is not None and abs(gap) < racer.tol:
-        return (0.0, float(racer.steps_to_tol))
+    if racer.settled_at is not None:
+        return (0.0, float(racer.settled_at))
     return (1.0, gap)
 
+
+def tuning_starts(landscape: Landscape, start: tuple[float, float]) -> list[tuple[float, float]]:
+    """The starts a tuned rate is judged on: the race's start and two more, the start turned by ±25° about the
+    domain's centre and pulled 20 % towards it, so that no rate wins by one lucky first step (a rate whose first
+    step lands on the minimum from one start does not from the others)."""
+    (x0, x1), (y0, y1) = landscape.domain
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    out = [start]
+    for angle in (25.0, -25.0):
+        a = math.radians(angle)
+        dx, dy = start[0] - cx, start[1] - cy
+        rx, ry = 0.8 * (dx * math.cos(a) - dy * math.sin(a)), 0.8 * (dx * math.sin(a) + dy * math.cos(a))
+        out.append((min(max(cx + rx, x0), x1), min(max(cy + ry, y0), y1)))
+    return out
 
 
 def race(landscape: str | Landscape, optimizers: Any = DEFAULT_OPTIMIZERS, *, steps: int = 500,
@@ -169,6 +204,10 @@ def race(landscape: str | Landscape, optimizers: Any = DEFAULT_OPTIMIZERS, *, st
          noise: float = 0.0, seed: int = 0, tol: float = 1e-6, tune: bool = False,
          grid: tuple[float, ...] = DEFAULT_GRID, clip: float | None = None, escape: float = 10.0) -> RaceResult:
     """Race registry ``optimizers`` on ``landscape``; with ``tune=True`` also each at its best grid rate.
+
+    An optimizer may race more than once: ``"momentum@sum"`` is registry ``momentum`` under its own key, so
+    ``options={"momentum@sum": {"form": "sum"}}`` (and ``lr`` / ``schedules``) set it apart from ``"momentum"``.
+    With ``tune=True`` a rate is judged by its worst score over :func:`tuning_starts` (three starts).
 
     ``schedules[name]`` is a callable ``t -> lr`` giving that optimizer's rate at each step (instead of
     ``lr[name]``); the run is labelled with its peak rate, and tuning scales the schedule so that its peak
@@ -179,7 +218,9 @@ def race(landscape: str | Landscape, optimizers: Any = DEFAULT_OPTIMIZERS, *, st
     if not names:
         raise ValueError("optimizers must name at least one registry optimizer")
     for name in names:
-        get_spec(name)
+        get_spec(name.partition("@")[0])
+    if len(set(names)) != len(names):
+        raise ValueError(f"each racer needs its own name; race one optimizer twice as NAME and NAME@TAG, got {names}")
     lr, options, schedules = dict(lr or {}), dict(options or {}), dict(schedules or {})
     for key in list(lr) + list(options) + list(schedules):
         if key not in names:
@@ -199,7 +240,9 @@ def race(landscape: str | Landscape, optimizers: Any = DEFAULT_OPTIMIZERS, *, st
         raise ValueError(f"start must be two finite numbers, got {point!r}")
     start = (point[0], point[1])
     result = RaceResult(ls, start, steps, tol, noise, seed)
+    starts = tuning_starts(ls, start) if tune else [start]
     for name in names:
+        registry_name = name.partition("@")[0]
         opts = options.get(name, {})
         shape = None
         if name in schedules:
@@ -217,14 +260,25 @@ def race(landscape: str | Landscape, optimizers: Any = DEFAULT_OPTIMIZERS, *, st
             rate = peak
             shape = lambda t, _r=rates_t, _p=peak: _r[t] / _p  # noqa: E731
         else:
-            rate = float(lr.get(name, get_spec(name).lr))
-        rates = [rate] + (list(grid) if tune else [])  # the default run rides in the same batch as the grid
-        runs = _run_batch(ls, name, opts, rates, start, steps, noise, seed, shape, clip, escape)
-        result.racers.append(_racer(ls, name, rate, opts, runs[0], tol, tuned=False))
-        result.racers[-1].scheduled = shape is not None
+            rate = float(lr.get(name, get_spec(registry_name).lr))
+        # the default run rides in the same batch as the grid, which runs from every tuning start
+        grid_rows = [(g, p) for p in starts for g in grid] if tune else []
+        runs = _run_batch(ls, registry_name, opts, [rate] + [g for g, _ in grid_rows],
+                          [start] + [p for _, p in grid_rows], steps, noise, seed, shape, clip, escape)
+        racer = _racer(ls, name, rate, opts, runs[0], tol, tuned=False)
+        racer.scheduled = shape is not None
+        racer.rate_given = name in lr or name in schedules
+        result.racers.append(racer)
         if tune:
-            candidates = [_racer(ls, name, g, opts, r, tol, tuned=True) for g, r in zip(grid, runs[1:])]
-            for c in candidates:
-                c.scheduled = shape is not None
-            result.tuned.append(min(candidates, key=lambda r: score(r, ls)))
+            k = len(grid)
+            best, best_key = None, None
+            for j, g in enumerate(grid):
+                per_start = [_racer(ls, name, g, opts, runs[1 + i * k + j], tol, tuned=True) for i in range(len(starts))]
+                key = max(score(c, ls) for c in per_start)  # judged by its worst start
+                if best_key is None or key < best_key:
+                    best, best_key = per_start[0], key
+            assert best is not None
+            best.scheduled = shape is not None
+            best.worst_start_score = best_key
+            result.tuned.append(best)
     return result

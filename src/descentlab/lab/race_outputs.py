@@ -46,12 +46,40 @@ def write_race_outputs(result: Any, out: Path, *, force: bool = False, frames: i
     return paths
 
 
+COLUMNS = (("optimizer", "optimizer"), ("lr", "learning rate"), ("tuned", "rate"), ("steps_to_tol", "reached tol at step"),
+           ("settled_at_step", "settled at step"), ("final_f", "final f"), ("nearest_minimum", "nearest minimum (x, y)"),
+           ("distance", "distance to it"), ("stuck_in_local_minimum", "stuck in a local minimum"),
+           ("escaped_at_step", "escaped the saddle at step"), ("diverged", "diverged"))
+
+
+def cell(key: str, value: Any) -> str:
+    """One metric in words: steps, "never", "yes"/"no", "tuned"/"default"/"given"."""
+    if key == "tuned":
+        return value
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if value is None:
+        return "—" if key in ("nearest_minimum",) else "never"
+    if isinstance(value, float):
+        return "∞" if value == float("inf") else f"{value:.4g}"
+    return str(value)
+
+
+def table_rows(result: Any) -> tuple[list[str], list[list[str]]]:
+    """Headers and rows in words (the escape column only on landscapes with a saddle)."""
+    columns = [c for c in COLUMNS if c[0] != "escaped_at_step" or result.landscape.escape is not None]
+    racers = result.racers + result.tuned
+    rows = []
+    for racer in racers:
+        row = racer.row()
+        row["tuned"] = "tuned" if racer.tuned else ("given" if racer.rate_given else "default")
+        rows.append([cell(k, row[k]) for k, _ in columns])
+    return [h for _, h in columns], rows
+
+
 def format_table(result: Any) -> str:
-    """The metrics as a plain-text table for the terminal."""
-    lines = [f"{'optimizer':<10} {'lr':>9} {'tuned':>5} {'steps→tol':>9} {'final f':>11} {'min#':>4} {'dist':>9} {'diverged':>8}"]
-    for r in result.rows():
-        steps = "-" if r["steps_to_tol"] is None else str(r["steps_to_tol"])
-        idx = "-" if r["nearest_minimum"] is None else str(r["nearest_minimum"])
-        lines.append(f"{r['optimizer']:<10} {r['lr']:>9.3g} {('yes' if r['tuned'] else 'no'):>5} {steps:>9} "
-                     f"{r['final_f']:>11.4g} {idx:>4} {r['distance']:>9.3g} {('yes' if r['diverged'] else 'no'):>8}")
-    return "\n".join(lines)
+    """The metrics as a plain-text table for the terminal, in words."""
+    headers, rows = table_rows(result)
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    line = lambda cells: "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
+    return "\n".join([line(headers)] + [line(r) for r in rows])

@@ -93,13 +93,14 @@ def write_race_report(result: Any, path: str | os.PathLike, *, pictures: dict[st
     toggles = "".join(
         f'<label style="color:{COLOURS[i % len(COLOURS)]}"><input type="checkbox" id="show-{i}" checked> '
         f'{html.escape(r.label)}</label> ' for i, r in enumerate(racers))
-    columns = ["optimizer", "lr", "tuned", "steps_to_tol", "final_f", "nearest_minimum", "distance", "diverged",
-               "steps_run"]
-    minima = ", ".join(f"#{i} ({x:.4g}, {y:.4g})" for i, (x, y) in enumerate(ls.minima)) or "none (unbounded below)"
-    rows = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(row[c]))}</td>" for c in columns) + "</tr>"
-                   for row in result.rows())
-    table = ('<table id="metrics"><thead><tr>' + "".join(f"<th>{c}</th>" for c in columns) + "</tr></thead><tbody>"
-             + rows + "</tbody></table>")
+    from descentlab.lab.race_outputs import table_rows
+
+    headers, cells = table_rows(result)
+    minima = ", ".join(f"({x:.4g}, {y:.4g})" + ("" if ls.is_global(i) else " local")
+                       for i, (x, y) in enumerate(ls.minima)) or "none (unbounded below)"
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in cells)
+    table = ('<table id="metrics"><thead><tr>' + "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+             + "</tr></thead><tbody>" + rows + "</tbody></table>")
     figures = "".join(
         f'<figure><img alt="{html.escape(caption)}" src="{_b64(p, "image/gif" if p.suffix == ".gif" else "image/png")}">'
         f"<figcaption>{html.escape(caption)}</figcaption></figure>" for caption, p in pictures.items())
@@ -123,7 +124,11 @@ step <span id="step-label">{result.steps}</span></div>
 <div class="controls">{toggles}</div>
 <canvas id="race-canvas" width="600" height="480"></canvas>
 <h2>Metrics</h2>
-<p>Default rates are the registry's; tuned rates were searched on a log grid with the race's own metric.</p>
+<p>Rate: <i>default</i> is the registry's rate, <i>given</i> one you set, <i>tuned</i> the best of a log grid, each
+rate judged by its worst result from three starts (a rate that wins by one lucky first step from one start does
+not win). <i>Reached tol</i>: the first step with |f − f*| &lt; tol; <i>settled</i>: the first step from which it stays
+there; <i>escaped the saddle</i>: the first step that leaves the saddle region; <i>diverged</i>: a non-finite value or
+leaving the domain by more than 10 × its size.</p>
 {table}
 <h2>Pictures</h2>
 {figures}

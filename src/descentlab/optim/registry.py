@@ -98,7 +98,7 @@ REGISTRY: dict[str, OptimizerSpec] = {
             summary="momentum as an exponentially weighted average of gradients (lecture form)",
         ),
         OptimizerSpec(
-            "nesterov", Nesterov, {"lr": 0.01, "beta": 0.9},
+            "nesterov", Nesterov, {"lr": 0.001, "beta": 0.9},  # η/(1 − β) = 0.01: the step of sgd and momentum
             variants={"plain": {}, "weight_decay": {"weight_decay": 0.01}},
             bad_inputs=_COMMON_BAD + (({"beta": 1.5}, "beta"),),
             torch_equivalent=(torch.optim.SGD, {"beta": "momentum", "nesterov": True}),
