@@ -3,6 +3,7 @@ divergence handling, history outputs."""
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -134,6 +135,7 @@ def test_nonfinite_loss_stops_with_a_clear_message_or_is_skipped(tmp_path):
         fit(model, d.train, opt, loss="mse", epochs=200, checkpoint_dir=tmp_path, progress=False)
     last = load_latest_checkpoint(tmp_path)
     assert all(torch.isfinite(v).all() for v in last["model"].values())  # the last checkpoint is a good one
+    assert all(math.isfinite(r["train_loss"]) for r in last["history"]["epochs"])  # not a diverged epoch's end
     x = d.train[0].clone()
     x[3, 0] = float("nan")
     model = models.build("linear", d.n_features, 1, seed=0)

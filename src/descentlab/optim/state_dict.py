@@ -1,6 +1,6 @@
 """The ``state_dict`` half of the adapter: torch's format plus a ``descentlab_format`` marker, and a load that
-checks the state fits the optimizer (format version, state keys of the rule, tensor shapes) with a message
-naming the culprit, and keeps a wider ``state_dtype``'s precision."""
+checks the state fits the optimizer (format version, state keys of the rule, tensor shapes, a finite step
+count >= 0, hyperparameters checked as the constructor checks them) with a message naming the culprit, and keeps a wider ``state_dtype``'s precision."""
 
 from __future__ import annotations
 
@@ -60,6 +60,10 @@ class StateDictOptimizer(Optimizer):
             merged = {**group, **{k: v for k, v in saved.items() if k != "params"}}
             for key in self.extra_options + COMMON_OPTIONS:
                 merged.setdefault(key, self.defaults[key])
+            try:  # a loaded group is checked as the constructor checks its arguments
+                self._validate_group(merged)  # type: ignore[attr-defined]
+            except (ValueError, TypeError) as err:
+                raise ValueError(f"{type(self).__name__}.load_state_dict: param group {index}: {err}") from None
             for saved_id, param in zip(saved["params"], group["params"]):
                 entry = state_dict["state"].get(saved_id)
                 if entry:
@@ -91,6 +95,13 @@ class StateDictOptimizer(Optimizer):
             raise ValueError(f"{name}.load_state_dict: parameter {saved_id} has state {sorted(entry)}, but this "
                              f"optimizer keeps {sorted(expected)} — was the state_dict saved by another optimizer "
                              "or with other options?")
+        step = entry.get("step")
+        if step is not None:
+            number = float(step) if isinstance(step, (Tensor, int, float)) and not isinstance(step, bool) and (
+                not isinstance(step, Tensor) or step.numel() == 1) else None
+            if number is None or not (number >= 0 and number == number and number != float("inf")):
+                raise ValueError(f"{name}.load_state_dict: state 'step' of parameter {saved_id} must be a finite "
+                                 f"number >= 0, got {step!r}")
         for key, value in entry.items():
             if isinstance(value, Tensor) and value.dim() > 0 and value.shape != param.shape:
                 raise ValueError(f"{name}.load_state_dict: state {key!r} of parameter {saved_id} has shape "

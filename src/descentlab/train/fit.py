@@ -36,7 +36,91 @@ NONFINITE_ACTIONS = ("stop", "skip")
 
 
 class TrainingDiverged(FloatingPointError):
-    """A non-finite loss stopped training (``on_nonfinite="stop"``)."""
+    """A non-finite loss (or non-finite weights) stopped training (``on_nonfinite="stop"``). ``history`` holds
+    every step and epoch up to it; ``step`` is the step whose loss was not finite and ``value`` that loss;
+    ``checkpoint`` the last checkpoint written (the last finite state), if any."""
+
+    def __init__(self, message: str, *, history: Any = None, step: int | None = None, value: float | None = None,
+                 checkpoint: str | None = None) -> None:
+        super().__init__(message)
+        self.history, self.step, self.value, self.checkpoint = history, step, value, checkpoint
+
+
+def _rng_state() -> dict[str, Any]:
+    """The RNG states as tensors and lists (what ``torch.load(weights_only=True)`` reads back)."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    return {"torch": torch.get_rng_state(),
+            "numpy": [str(name), torch.from_numpy(np.asarray(keys, dtype=np.int64)), int(pos), int(has_gauss),
+                      float(gauss)],
+            "python": [int(version), [int(v) for v in internal], gauss_next]}
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    name, keys, pos, has_gauss, gauss = state["numpy"]
+    version, internal, gauss_next = state["python"]
+    torch.set_rng_state(state["torch"])
+    np.random.set_state((name, keys.numpy().astype(np.uint32), int(pos), int(has_gauss), float(gauss)))
+    random.setstate((int(version), tuple(int(v) for v in internal), gauss_next))
+
+
+_FIELDS: dict[str, Any] = {"config": dict, "model": dict, "optimizer": dict, "history": dict, "epoch": int,
+                           "batch": int, "step": int, "samples": int, "seconds": (int, float), "skipped": int,
+                           "base_lrs": list, "rng": dict}
+
+
+def _check_payload(ck: dict[str, Any], epochs: int, n_batches: int, n_groups: int) -> None:
+    """Refuse a checkpoint whose fields are missing, of the wrong type or inconsistent with each other (a
+    position past the run's end, a batch past the epoch's, a step count that is not the history's)."""
+    path = ck["path"]
+    for key, kind in _FIELDS.items():
+        if key not in ck:
+            raise ValueError(f"checkpoint {path} is malformed: it has no {key!r}")
+        value = ck[key]
+        if isinstance(value, bool) or not isinstance(value, kind):
+            raise ValueError(f"checkpoint {path} is malformed: {key!r} is {type(value).__name__}")
+    for key in ("epoch", "batch", "step", "samples", "skipped"):
+        if ck[key] < 0:
+            raise ValueError(f"checkpoint {path} is malformed: {key} = {ck[key]} is negative")
+    if not (math.isfinite(ck["seconds"]) and ck["seconds"] >= 0):
+        raise ValueError(f"checkpoint {path} is malformed: seconds = {ck['seconds']!r}")
+    if ck["batch"] >= n_batches:
+        raise ValueError(f"checkpoint {path} is malformed: batch = {ck['batch']}, but an epoch has {n_batches} "
+                         f"batches (0..{n_batches - 1})")
+    if ck["step"] + ck["skipped"] != ck["epoch"] * n_batches + ck["batch"]:
+        raise ValueError(f"checkpoint {path} is malformed: step {ck['step']} (+ {ck['skipped']} skipped) is not "
+                         f"the position epoch {ck['epoch']}, batch {ck['batch']} of {n_batches} a batch")
+    history = ck["history"]
+    if not isinstance(history.get("steps"), list) or len(history["steps"]) != ck["step"] or not isinstance(
+            history.get("epochs"), list) or len(history["epochs"]) != ck["epoch"]:
+        raise ValueError(f"checkpoint {path} is malformed: its history does not match step {ck['step']}, "
+                         f"epoch {ck['epoch']}")
+    if ck["epoch"] > epochs or (ck["epoch"] == epochs and ck["batch"] > 0):
+        raise ValueError(f"checkpoint {path} is past the end of this run: it has trained {ck['epoch']} epochs, "
+                         f"this run has epochs = {epochs}; ask for at least {ck['epoch']} epochs to resume it")
+    lrs = ck["base_lrs"]
+    if len(lrs) != n_groups or not all(isinstance(v, (int, float)) and math.isfinite(v) and v >= 0 for v in lrs):
+        raise ValueError(f"checkpoint {path} is malformed: base_lrs = {lrs!r}")
+    rng = ck["rng"]
+    try:
+        ok = (isinstance(rng["torch"], torch.Tensor) and len(rng["numpy"]) == 5 and len(rng["python"]) == 3
+              and isinstance(rng["numpy"][1], torch.Tensor))
+    except (KeyError, TypeError):
+        ok = False
+    if not ok:
+        raise ValueError(f"checkpoint {path} is malformed: its RNG states are not tensors and lists")
+
+
+def _first_difference(saved: dict[str, Any], current: dict[str, Any]) -> str | None:
+    """The first key (in sorted order) whose values differ between the two dicts, or None."""
+    for key in sorted(set(saved) | set(current), key=str):
+        if saved.get(key) != current.get(key):
+            return key
+    return None
+
+
+def _finite_weights(model: torch.nn.Module) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters() if p.is_floating_point() or p.is_complex())
 
 
 def _set_rates(optimizer: torch.optim.Optimizer, schedule: Callable[[int], float], t: int,
@@ -125,7 +209,7 @@ def fit(model: torch.nn.Module, data: Any, optimizer: torch.optim.Optimizer, *, 
         checkpoint_dir: str | Path | None = None, checkpoint_every: int | None = None, keep_last: int = 3,
         resume: bool = True, on_nonfinite: str = "stop", progress: bool = True,
         step_callback: Callable[[int], None] | None = None, max_seconds: float | None = None,
-        distributed: bool = False) -> History:
+        distributed: bool = False, run_config: dict[str, Any] | None = None) -> History:
     """Train ``model`` on ``data`` with ``optimizer``; return the :class:`History`.
 
     Args:
@@ -156,6 +240,12 @@ def fit(model: torch.nn.Module, data: Any, optimizer: torch.optim.Optimizer, *, 
             the global batch (a callable ``loss`` must be a mean over samples). The loss recorded is the
             global one; every rank returns the same History; only rank 0 writes checkpoints, and on resume
             every rank loads the newest one (they must all see ``checkpoint_dir``).
+        run_config: a description of the run (plain values: names, numbers, strings, lists) stored in every
+            checkpoint; resuming from a checkpoint made with another one raises ``ValueError`` naming the
+            first entry that differs and both values.
+
+    A checkpoint's fields are checked on resume (types, a position inside the run, a step count matching the
+    history; optimizer state as the constructor checks its arguments) and a bad one is refused by name.
     """
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
@@ -192,34 +282,63 @@ def fit(model: torch.nn.Module, data: Any, optimizer: torch.optim.Optimizer, *, 
     history = History()
     start_epoch, start_batch, step, samples, elapsed, skipped = 0, 0, 0, 0, 0.0, 0
     config = {"seed": seed, "batch_size": batches.batch_size, "n": batches.n, "schedule_unit": schedule_unit}
+    last_checkpoint: list[str] = []
     if checkpoint_dir is not None and resume:
         ck = load_latest_checkpoint(checkpoint_dir)
         if ck is not None:
-            if ck["config"] != config:
-                raise ValueError(f"checkpoint {ck['path']} was made with {ck['config']}, this run has {config}; "
-                                 "use another checkpoint_dir or resume=False")
-            model.load_state_dict(ck["model"])
-            optimizer.load_state_dict(ck["optimizer"])
-            history = History.from_state_dict(ck["history"])
+            for saved, current in ((ck.get("config"), config), (ck.get("run"), run_config)):
+                if current is None:
+                    continue
+                if not isinstance(saved, dict):
+                    raise ValueError(f"checkpoint {ck['path']} is malformed: it holds no run configuration")
+                key = _first_difference(saved or {}, current)
+                if key is not None:
+                    raise ValueError(f"checkpoint {ck['path']} was made with {key} = {(saved or {}).get(key)!r}, "
+                                     f"this run has {key} = {current.get(key)!r}; resume with the same setting, "
+                                     "or use another checkpoint_dir or resume=False")
+            _check_payload(ck, epochs, len(batches), len(optimizer.param_groups))
+            try:
+                model.load_state_dict(ck["model"])
+            except RuntimeError as err:
+                raise ValueError(f"checkpoint {ck['path']} holds another model's weights: "
+                                 f"{str(err).splitlines()[0]}") from None
+            try:
+                optimizer.load_state_dict(ck["optimizer"])
+            except (KeyError, TypeError) as err:
+                raise ValueError(f"checkpoint {ck['path']} holds a malformed optimizer state ({err!r})") from None
+            except ValueError as err:
+                raise ValueError(f"checkpoint {ck['path']}: {err}") from None
+            try:
+                history = History.from_state_dict(ck["history"])
+            except (KeyError, TypeError, ValueError) as err:
+                raise ValueError(f"checkpoint {ck['path']} holds a malformed history ({err!r})") from None
             start_epoch, start_batch, step = ck["epoch"], ck["batch"], ck["step"]
             samples, elapsed, skipped, base_lrs = ck["samples"], ck["seconds"], ck["skipped"], ck["base_lrs"]
-            torch.set_rng_state(ck["rng"]["torch"])
-            np.random.set_state(ck["rng"]["numpy"])
-            random.setstate(ck["rng"]["python"])
+            _set_rng_state(ck["rng"])
+            last_checkpoint.append(ck["path"])
         if distributed:
             _check_same_start(step, checkpoint_dir)
     elif checkpoint_dir is not None and list_checkpoints(checkpoint_dir):
         raise FileExistsError(f"{checkpoint_dir} already holds checkpoints; pass resume=True or another folder")
 
+    def diverged(message: str, at: int, value: float) -> TrainingDiverged:
+        where = (f"the last checkpoint ({Path(last_checkpoint[-1]).name}) is the last good state"
+                 if last_checkpoint else "no checkpoint holds a good state yet")
+        return TrainingDiverged(f"{message}; {where}", history=history, step=at, value=value,
+                                checkpoint=last_checkpoint[-1] if last_checkpoint else None)
+
     def checkpoint(epoch: int, batch: int) -> None:
-        if checkpoint_dir is None or rank != 0:
+        if checkpoint_dir is None:
             return
-        payload = {"config": config, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                   "history": history.state_dict(), "epoch": epoch, "batch": batch, "step": step,
-                   "samples": samples, "seconds": elapsed + time.perf_counter() - t0, "skipped": skipped,
-                   "base_lrs": base_lrs, "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
-                                                 "python": random.getstate()}}
-        save_checkpoint(checkpoint_dir, step, payload, keep_last)
+        if on_nonfinite == "stop" and not _finite_weights(model):  # never a non-finite "last good state"
+            raise diverged(f"non-finite weights after step {step}, epoch {epoch}", step, math.nan)
+        if rank != 0:
+            return
+        payload = {"config": config, "run": run_config, "model": model.state_dict(),
+                   "optimizer": optimizer.state_dict(), "history": history.state_dict(), "epoch": epoch,
+                   "batch": batch, "step": step, "samples": samples, "seconds": elapsed + time.perf_counter() - t0,
+                   "skipped": skipped, "base_lrs": [float(v) for v in base_lrs], "rng": _rng_state()}
+        last_checkpoint.append(str(save_checkpoint(checkpoint_dir, step, payload, keep_last)))
 
     net = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
     t0 = time.perf_counter()
@@ -243,8 +362,8 @@ def fit(model: torch.nn.Module, data: Any, optimizer: torch.optim.Optimizer, *, 
                     current = value.item() if not value.requires_grad else value.detach().item()
                 if not math.isfinite(current):
                     if on_nonfinite == "stop":
-                        raise TrainingDiverged(f"non-finite loss ({current}) at epoch {epoch}, step {step + 1}, "
-                                               f"learning rate {lr:g}; the last checkpoint is the last good state")
+                        raise diverged(f"non-finite loss ({current}) at epoch {epoch}, step {step + 1}, "
+                                       f"learning rate {lr:g}", step + 1, current)
                     skipped += 1
                     continue
                 value.backward()
@@ -266,6 +385,10 @@ def fit(model: torch.nn.Module, data: Any, optimizer: torch.optim.Optimizer, *, 
             train_eval = evaluate(model, data if isinstance(data, (tuple, list)) else next(
                 MiniBatches(data, "full", shuffle=False).batches(0)), loss_fn, accuracy)
             row.update({f"train_{k}": v for k, v in train_eval.items()})
+            if on_nonfinite == "stop" and not math.isfinite(train_eval["loss"]):
+                raise diverged(f"non-finite loss ({train_eval['loss']}) at epoch {epoch}, step {step}, learning rate "
+                               f"{float(optimizer.param_groups[0]['lr']):g} (the training loss at the epoch's end)",
+                               step, train_eval["loss"])
             if val is not None:
                 row.update({f"val_{k}": v for k, v in evaluate(model, val, loss_fn, accuracy).items()})
             row.update({"lr": float(optimizer.param_groups[0]["lr"]), "steps": step, "samples": samples,
