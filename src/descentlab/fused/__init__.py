@@ -18,7 +18,8 @@ docs/speed.md has the measurements.
 from descentlab.fused import dispatch
 from descentlab.fused.abi import CPU_KERNELS, kernel_call
 from descentlab.fused.cpu_step import fused_cpu_step
+from descentlab.fused.foreach import foreach_step
 from descentlab.fused.dispatch import AUTO_MIN_NUMEL, AUTO_MIN_STEPS, FUSED_MIN_NUMEL, eligible, try_fused_update
 
 __all__ = ["AUTO_MIN_NUMEL", "AUTO_MIN_STEPS", "CPU_KERNELS", "FUSED_MIN_NUMEL", "dispatch", "eligible",
-           "fused_cpu_step", "kernel_call", "try_fused_update"]
+           "foreach_step", "fused_cpu_step", "kernel_call", "try_fused_update"]

@@ -42,7 +42,7 @@ def _tensors(plan: StepPlan) -> tuple[str, ...]:
 def eligible(plan: StepPlan, param: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any]) -> str | None:
     """The compiled kernel's name to use for this tensor, or ``None`` for the reference path."""
     impl = group["impl"]
-    if impl == "reference" or group.get("differentiable") or group.get("capturable"):
+    if impl not in ("auto", "fused") or group.get("differentiable") or group.get("capturable"):
         return None
     if param.is_cpu and cpu_step.ENABLED:
         return None  # CPU tensors belong to the C kernels (cpu_step); what they left, the reference rule takes
@@ -62,6 +62,13 @@ def eligible(plan: StepPlan, param: Tensor, grad: Tensor, state: dict[str, Any],
     if not all(isinstance(state.get(key), Tensor) for key in plan.extra):
         return None
     return entry.kernel
+
+
+def takes(plan: StepPlan, param: Tensor, state_of: Any, group: dict[str, Any]) -> bool:
+    """Whether the compiled kernels take ``param`` this step (a quick size test first)."""
+    if param.numel() < FUSED_MIN_NUMEL or param.grad is None:
+        return False
+    return eligible(plan, param, param.grad, state_of.get(param, {}), group) is not None
 
 
 def _static_key(plan: StepPlan, param: Tensor) -> tuple[Any, ...]:

@@ -35,10 +35,12 @@ def _fused_package() -> Any:
         _FUSED = descentlab.fused
     return _FUSED
 
-#: Execution paths: ``"reference"`` runs the rule tensor by tensor; ``"fused"`` steps large tensors with
-#: a compiled one-pass kernel where one exists (descentlab/fused/, docs/speed.md); ``"auto"`` does so
-#: only once the compile cost is repaid (large tensors, many steps), else the reference path.
-IMPLS: tuple[str, ...] = ("auto", "reference", "fused")
+#: Execution paths (docs/speed.md): ``"reference"`` runs the rule tensor by tensor; ``"foreach"`` runs it once
+#: per device and dtype over all the group's tensors (``torch._foreach_*`` ops); ``"fused"`` steps CPU tensors
+#: with C kernels and large tensors elsewhere with a compiled one-pass kernel; ``"auto"`` (the default) takes
+#: the C kernels on the CPU and, elsewhere, the multi-tensor path — the compiled kernels for large tensors once
+#: their compile cost is repaid. What a path cannot take goes to the reference loop.
+IMPLS: tuple[str, ...] = ("auto", "reference", "fused", "foreach")
 #: What a step does with a non-finite (inf / NaN) gradient: ``"ignore"`` (PyTorch's behaviour, the
 #: default: the step is taken and NaN propagates), ``"skip"`` (no parameter or state of any group
 #: changes; ``skipped_steps`` counts them) or ``"raise"`` (``FloatingPointError`` naming the tensor).
@@ -211,8 +213,20 @@ class RuleOptimizer(StateDictOptimizer):
         return _fused_package().dispatch
 
     def _step_group(self, group: dict[str, Any], grad_inv_scale: float = 0.0) -> None:
+        """The group's plan on the fastest path each tensor allows: the C kernels (CPU, ``auto`` / ``fused``), the
+        multi-tensor path (``foreach``; ``auto`` off the CPU), the compiled kernels (large tensors off the CPU), and
+        the reference loop for the rest. While ``torch.compile`` traces the step, every tensor takes the reference
+        loop, whose tensor ops (with tensor-valued scalars, see ``rules.common.host_value``) Inductor fuses."""
         plan = self.plan(group)
         params = group["params"]
-        if group["impl"] != "reference":
-            params = _fused_package().fused_cpu_step(self, group, plan, grad_inv_scale)  # one C call per dtype
+        impl = group["impl"]
+        if impl != "reference" and not torch.compiler.is_compiling():
+            fused = _fused_package()
+            if impl in ("auto", "fused"):
+                params = fused.fused_cpu_step(self, group, plan, grad_inv_scale)  # one C call per dtype
+            if impl == "foreach":
+                params = fused.foreach_step(self.state, group, plan, params, grad_inv_scale)
+            elif impl == "auto" and any(not p.is_cpu for p in params):
+                params = fused.foreach_step(self.state, group, plan, params, grad_inv_scale,
+                                            keep=lambda p: p.is_cpu or fused.dispatch.takes(plan, p, self.state, group))
         step_reference(self, plan, group, params, grad_inv_scale)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 import torch
 from torch import Tensor
 
-from descentlab.rules.common import decay_weights, prepare_gradient
+from descentlab.rules.common import decay_weights, host_value, prepare_gradient
 from descentlab.rules.plan import StepPlan, rule_accepts
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ def run_rule(plan: StepPlan, param: Tensor, grad: Tensor, state: dict[str, Any],
     if plan.counts_steps:
         state["step"] += 1
         if "step" not in kwargs and rule_accepts(plan.rule, "step"):
-            kwargs["step"] = state["step"].item()
+            kwargs["step"] = host_value(state["step"])
     if plan.decoupled:
         decay_weights(param, lr=plan.hp["lr"], weight_decay=plan.weight_decay)
     if "first_step" not in kwargs and rule_accepts(plan.rule, "first_step"):
@@ -66,7 +66,8 @@ def step_reference(optimizer: RuleOptimizer, plan: StepPlan, group: dict[str, An
         missing = [key for key in plan.state if key not in state or state[key] is None]
         if missing:
             first_step = optimizer._add_missing_state(work, group, state, missing)
-        if not first_step and work is param and group["impl"] != "reference":
+        if (not first_step and work is param and group["impl"] in ("auto", "fused")
+                and not torch.compiler.is_compiling()):
             dispatch = optimizer._compiled_path()
             if dispatch is not None and dispatch.try_fused_update(plan, param, grad, state, group):
                 continue

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from descentlab.rules.common import EpsPlacement, root_with_eps
+from descentlab.rules.common import EpsPlacement, host_value, root_with_eps
 from descentlab.rules.common import bias_correction as _bias_correction
 
 
@@ -42,7 +42,7 @@ def nadam(
     mu = momentum_coefficient(beta1, momentum_decay, step)
     mu_next = momentum_coefficient(beta1, momentum_decay, step + 1)
     mu_product.mul_(mu)
-    product = mu_product.item()
+    product = host_value(mu_product)
     exp_avg.lerp_(grad, 1 - beta1)
     exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
     denom = root_with_eps(exp_avg_sq.div(c2), eps, eps_placement)

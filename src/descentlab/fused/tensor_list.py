@@ -1,0 +1,217 @@
+"""Lists of tensors that the rules run on unchanged: the one lifting of ``descentlab.rules`` to many tensors.
+
+A rule is written once for one tensor (``exp_avg.lerp_(grad, 1 - beta1)``, ``param.addcdiv_(m, d, value=-s)``).
+Called with :class:`TensorList` arguments — and :class:`ScalarList` where a scalar differs per tensor (the step
+``t``, so ``1 − β^t``) — each of those methods becomes one ``torch._foreach_*`` call over the whole list, in the
+rule's own order of operations. So the multi-tensor path is not a second statement of the maths: it is the
+rule's own code, and it rounds as the reference does (``_foreach_*`` kernels compute each element as the
+single-tensor op does; a per-tensor scalar whose values all agree is passed as one number, as the reference
+passes it).
+
+Only what the rules use is lifted; anything else raises ``TypeError`` naming the operation.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any, Callable, Iterable, Sequence
+
+import torch
+from torch import Tensor
+
+Number = float | int | bool
+
+
+class ScalarList:
+    """One Python number per tensor, with element-wise arithmetic (``1.0 - beta ** step`` and the like)."""
+
+    __slots__ = ("values",)
+
+    def __init__(self, values: Iterable[Number]) -> None:
+        self.values = list(values)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __repr__(self) -> str:
+        return f"ScalarList({self.values!r})"
+
+    def common(self) -> Number | None:
+        """The value every tensor shares, or ``None`` when they differ."""
+        first = self.values[0] if self.values else None
+        return first if all(v == first for v in self.values) else None
+
+    def _map(self, other: Any, op: Callable[[Any, Any], Any]) -> ScalarList:
+        if isinstance(other, ScalarList):
+            return ScalarList(op(a, b) for a, b in zip(self.values, other.values))
+        return ScalarList(op(a, other) for a in self.values)
+
+    def _rmap(self, other: Any, op: Callable[[Any, Any], Any]) -> ScalarList:
+        return ScalarList(op(other, a) for a in self.values)
+
+    def __add__(self, other: Any) -> ScalarList: return self._map(other, operator.add)
+    def __radd__(self, other: Any) -> ScalarList: return self._rmap(other, operator.add)
+    def __sub__(self, other: Any) -> ScalarList: return self._map(other, operator.sub)
+    def __rsub__(self, other: Any) -> ScalarList: return self._rmap(other, operator.sub)
+    def __mul__(self, other: Any) -> ScalarList: return self._map(other, operator.mul)
+    def __rmul__(self, other: Any) -> ScalarList: return self._rmap(other, operator.mul)
+    def __truediv__(self, other: Any) -> ScalarList: return self._map(other, operator.truediv)
+    def __rtruediv__(self, other: Any) -> ScalarList: return self._rmap(other, operator.truediv)
+    def __pow__(self, other: Any) -> ScalarList: return self._map(other, operator.pow)
+    def __rpow__(self, other: Any) -> ScalarList: return self._rmap(other, operator.pow)
+    def __neg__(self) -> ScalarList: return ScalarList(-a for a in self.values)
+
+
+def _scalar(value: Any) -> Any:
+    """A number for ``_foreach_*``: a Python number, or a list of them (one per tensor)."""
+    if isinstance(value, ScalarList):
+        shared = value.common()
+        return value.values if shared is None else shared
+    if isinstance(value, Tensor):
+        raise TypeError("TensorList: a tensor-valued scalar; pass a Python number or a ScalarList")
+    return value
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, ScalarList))
+
+
+class TensorList:
+    """Tensors of one device and dtype, stepped together by ``torch._foreach_*`` ops (see the module docstring)."""
+
+    __slots__ = ("tensors",)
+
+    def __init__(self, tensors: Sequence[Tensor]) -> None:
+        self.tensors = list(tensors)
+
+    def __len__(self) -> int:
+        return len(self.tensors)
+
+    def __repr__(self) -> str:
+        return f"TensorList({len(self.tensors)} tensors)"
+
+    # -- in place --------------------------------------------------------------------------------
+    def add_(self, other: Any, *, alpha: Any = 1) -> TensorList:
+        if _is_number(other):
+            torch._foreach_add_(self.tensors, _scalar(other))
+            return self
+        scale = _scalar(alpha)
+        if isinstance(scale, list):  # no foreach overload takes one alpha per tensor: one call per distinct alpha
+            for value, (mine, theirs) in _by_value(scale, self.tensors, _tensors(other)).items():
+                torch._foreach_add_(mine, theirs, alpha=value)
+        else:
+            torch._foreach_add_(self.tensors, _tensors(other), alpha=scale)
+        return self
+
+    def mul_(self, other: Any) -> TensorList:
+        torch._foreach_mul_(self.tensors, _operand(other))
+        return self
+
+    def div_(self, other: Any) -> TensorList:
+        torch._foreach_div_(self.tensors, _operand(other))
+        return self
+
+    def lerp_(self, end: TensorList, weight: Any) -> TensorList:
+        torch._foreach_lerp_(self.tensors, _tensors(end), _scalar(weight))
+        return self
+
+    def addcmul_(self, tensor1: TensorList, tensor2: TensorList, *, value: Any = 1) -> TensorList:
+        torch._foreach_addcmul_(self.tensors, _tensors(tensor1), _tensors(tensor2), _scalar(value))
+        return self
+
+    def addcdiv_(self, tensor1: TensorList, tensor2: TensorList, *, value: Any = 1) -> TensorList:
+        torch._foreach_addcdiv_(self.tensors, _tensors(tensor1), _tensors(tensor2), _scalar(value))
+        return self
+
+    def sqrt_(self) -> TensorList:
+        torch._foreach_sqrt_(self.tensors)
+        return self
+
+    def clamp_min_(self, value: Number) -> TensorList:
+        torch._foreach_clamp_min_(self.tensors, _scalar(value))
+        return self
+
+    def copy_(self, other: TensorList) -> TensorList:
+        torch._foreach_copy_(self.tensors, _tensors(other))
+        return self
+
+    def maximum_(self, other: TensorList) -> TensorList:
+        torch._foreach_maximum_(self.tensors, _tensors(other))
+        return self
+
+    # -- new lists ---------------------------------------------------------------------------------
+    def add(self, other: Any, *, alpha: Any = 1) -> TensorList:
+        if _is_number(other):
+            return TensorList(torch._foreach_add(self.tensors, _scalar(other)))
+        scale = _scalar(alpha)
+        if isinstance(scale, list):
+            result = [t.clone() for t in self.tensors]
+            return TensorList(result).add_(other, alpha=alpha)
+        return TensorList(torch._foreach_add(self.tensors, _tensors(other), alpha=scale))
+
+    def mul(self, other: Any) -> TensorList:
+        return TensorList(torch._foreach_mul(self.tensors, _operand(other)))
+
+    def div(self, other: Any) -> TensorList:
+        return TensorList(torch._foreach_div(self.tensors, _operand(other)))
+
+    def addcmul(self, tensor1: TensorList, tensor2: TensorList, *, value: Any = 1) -> TensorList:
+        return TensorList(torch._foreach_addcmul(self.tensors, _tensors(tensor1), _tensors(tensor2), _scalar(value)))
+
+    def sqrt(self) -> TensorList:
+        return TensorList(torch._foreach_sqrt(self.tensors))
+
+    def abs(self) -> TensorList:
+        return TensorList(torch._foreach_abs(self.tensors))
+
+    def __neg__(self) -> TensorList:
+        return TensorList(torch._foreach_neg(self.tensors))
+
+    def __truediv__(self, other: Any) -> TensorList:
+        return self.div(other)
+
+    def __mul__(self, other: Any) -> TensorList:
+        return self.mul(other)
+
+    def item(self) -> ScalarList:
+        """The numbers held by a list of 0-d tensors (NAdam's running products, the step counters): one stack and
+        one read for the whole list (one device synchronisation, not one per tensor); exact, since stacking only
+        ever widens the dtype."""
+        if not self.tensors:
+            return ScalarList([])
+        return ScalarList(torch.stack(self.tensors).tolist())
+
+    # -- torch functions the rules call -----------------------------------------------------------
+    @classmethod
+    def __torch_function__(cls, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        if func is torch.neg and len(args) == 1 and not kwargs:
+            return -args[0]
+        if func is torch.maximum and len(args) == 2 and set(kwargs) <= {"out"}:
+            out = kwargs.get("out")
+            if out is not None and out is args[0]:
+                return args[0].maximum_(args[1])
+            if out is None:
+                return TensorList(torch._foreach_maximum(_tensors(args[0]), _tensors(args[1])))
+        raise TypeError(f"TensorList does not lift {getattr(func, '__name__', func)!r}; the rule needs a "
+                        "single-tensor path")
+
+
+def _by_value(values: list[Any], mine: list[Tensor], theirs: list[Tensor]) -> dict[Any, tuple[list[Tensor], list[Tensor]]]:
+    """The tensor pairs grouped by their scalar, in order."""
+    groups: dict[Any, tuple[list[Tensor], list[Tensor]]] = {}
+    for value, a, b in zip(values, mine, theirs):
+        pair = groups.setdefault(value, ([], []))
+        pair[0].append(a)
+        pair[1].append(b)
+    return groups
+
+
+def _tensors(value: Any) -> list[Tensor]:
+    if not isinstance(value, TensorList):
+        raise TypeError(f"TensorList: expected another TensorList, got {type(value).__name__}")
+    return value.tensors
+
+
+def _operand(value: Any) -> Any:
+    return _tensors(value) if isinstance(value, TensorList) else _scalar(value)

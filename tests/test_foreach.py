@@ -1,0 +1,130 @@
+"""The multi-tensor path (``impl="foreach"``): the rules' own code over lists of tensors — equal to the reference
+loop bit for bit for every registry row and variant, and no more dispatched operations than torch's foreach mode."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+import descentlab
+from descentlab.fused.tensor_list import ScalarList, TensorList
+from descentlab.optim import REGISTRY
+
+VARIANTS = [(name, variant) for name, spec in REGISTRY.items() for variant in spec.variants]
+SHAPES = [(5, 3), (3,), (), (7,), (0,)]
+
+
+def _pair(name, variant, dtype, steps=10, skip_every=3, **extra):
+    """Two copies of one model, stepped by the reference loop and the foreach path; one tensor misses its
+    gradient every ``skip_every`` steps (so step counters differ within a bucket)."""
+    spec, opts = REGISTRY[name], {**REGISTRY[name].variants[variant], **extra}
+    init = [torch.randn(s, generator=torch.Generator().manual_seed(i), dtype=dtype) for i, s in enumerate(SHAPES)]
+    a = [torch.nn.Parameter(t.clone()) for t in init]
+    b = [torch.nn.Parameter(t.clone()) for t in init]
+    ref, fe = spec.build(a, impl="reference", **opts), spec.build(b, impl="foreach", **opts)
+    g = torch.Generator().manual_seed(99)
+    for step in range(steps):
+        for i, (pa, pb) in enumerate(zip(a, b)):
+            if step % skip_every == skip_every - 1 and i == 1:
+                pa.grad = pb.grad = None
+                continue
+            grad = (torch.randn(pa.shape, generator=g, dtype=torch.float64) + 0.2 * pa.detach().double()).to(dtype)
+            pa.grad, pb.grad = grad.clone(), grad.clone()
+        ref.step()
+        fe.step()
+    return a, b, ref, fe
+
+
+@pytest.mark.parametrize("name, variant", VARIANTS, ids=[f"{n}-{v}" for n, v in VARIANTS])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16], ids=["f32", "f64", "bf16"])
+def test_foreach_equals_the_reference(name, variant, dtype):
+    """float32 / float64: bit for bit. bf16 (with bf16 state): torch's foreach kernels keep intermediate results
+    such as ``β·a + (1 − β)·g²`` in float32 before rounding, where the single-tensor bf16 kernels round after each
+    op, so the two differ by a few bf16 ulps after 10 steps — of the tensor's largest entry where a momentum
+    buffer cancels towards 0; held to 4 such ulps (2⁻⁵ relative to the largest entry). Mixed precision
+    (``state_dtype=torch.float32``) takes the reference loop and is exact."""
+    a, b, ref, fe = _pair(name, variant, dtype)
+
+    def same(x, y, what):
+        if dtype == torch.bfloat16:
+            scale = float(x.abs().max()) if x.numel() else 0.0
+            torch.testing.assert_close(x, y, rtol=2**-5, atol=2**-5 * scale + 1e-5,
+                                       msg=lambda m: f"{name}/{variant} {what}: {m}")
+        else:
+            assert torch.equal(x, y), f"{name}/{variant} {what}: max diff {(x - y).abs().max()}"
+
+    for i, (pa, pb) in enumerate(zip(a, b)):
+        same(pa.detach(), pb.detach(), f"tensor {i}")
+        assert set(ref.state[pa]) == set(fe.state[pb])
+        for key, value in ref.state[pa].items():
+            same(torch.as_tensor(value), torch.as_tensor(fe.state[pb][key]), f"tensor {i} state {key!r}")
+
+
+def test_foreach_with_grad_scaler_unscaling_and_wide_state_falls_back_exactly():
+    """GradScaler's unscaling happens in the foreach pass; bf16 parameters with float32 state take the
+    reference loop (its float32 working copy); both end as the reference does."""
+    for extra in ({}, {"state_dtype": torch.float32}):
+        dtype = torch.bfloat16 if extra else torch.float32
+        a, b, ref, fe = _pair("adam", "plain", dtype, **extra)
+        assert all(torch.equal(pa, pb) for pa, pb in zip(a, b))
+    ps = [torch.nn.Parameter(torch.ones(4)) for _ in range(3)]
+    qs = [torch.nn.Parameter(torch.ones(4)) for _ in range(3)]
+    ref, fe = descentlab.Adam(ps, lr=0.1, impl="reference"), descentlab.Adam(qs, lr=0.1, impl="foreach")
+    for opt, params in ((ref, ps), (fe, qs)):
+        for step in range(3):
+            for p in params:
+                p.grad = torch.full((4,), 512.0 * (step + 1))
+            opt.grad_scale = torch.tensor(1024.0)
+            opt.step()
+    assert all(torch.equal(p, q) and torch.equal(p.grad, q.grad) for p, q in zip(ps, qs))
+    assert float(qs[0].grad[0]) == 1.5  # unscaled in place, as GradScaler.unscale_ leaves it
+
+
+class _CountOps(TorchDispatchMode):
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def _ops_per_step(make, tensors):
+    params = [torch.nn.Parameter(torch.randn(50)) for _ in range(tensors)]
+    opt = make(params)
+    for _ in range(2):
+        for p in params:
+            p.grad = torch.randn(50)
+        opt.step()
+    with _CountOps() as counter:
+        opt.step()
+    return counter.count
+
+
+TWINS = [name for name, spec in REGISTRY.items() if spec.torch_equivalent is not None]
+
+
+@pytest.mark.parametrize("name", TWINS)
+@pytest.mark.parametrize("tensors", [1, 100, 2000])
+def test_foreach_dispatches_no_more_operations_than_torch_foreach(name, tensors):
+    spec = REGISTRY[name]
+    torch_cls, renames = spec.torch_equivalent
+    variants = spec.variants.get("momentum", {}) if name == "sgd" else {}
+    ours = _ops_per_step(lambda ps: spec.build(ps, impl="foreach", **variants), tensors)
+    theirs_options = {renames.get(k, k): v for k, v in {**spec.defaults, **variants}.items() if isinstance(renames.get(k, k), str)}
+    theirs_options.update({k: v for k, v in renames.items() if not isinstance(v, str)})
+    theirs = _ops_per_step(lambda ps: torch_cls(ps, foreach=True, **theirs_options), tensors)
+    reference = _ops_per_step(lambda ps: spec.build(ps, impl="reference", **variants), tensors)
+    assert ours <= theirs, f"{name}: {ours} dispatched operations a step, torch's foreach {theirs}"
+    if tensors >= 100:
+        assert ours * 10 < reference  # independent of the tensor count, where the loop grows with it
+
+
+def test_scalar_lists_collapse_to_one_number_when_the_tensors_agree():
+    steps = ScalarList([3.0, 3.0])
+    assert (1.0 - 0.9**steps).common() == 1.0 - 0.9**3.0
+    assert ScalarList([1.0, 2.0]).common() is None
+    with pytest.raises(TypeError, match="does not lift 'sin'"):
+        torch.sin(TensorList([torch.zeros(2)]))
