@@ -78,7 +78,8 @@ def _step_bucket(state_of: Any, plan: StepPlan, params: list[Tensor], grad_inv_s
         torch._foreach_mul_(grads, torch.tensor(grad_inv_scale, dtype=torch.float32, device=params[0].device))
     states = [state_of[p] for p in params] if plan.stateful else []
     weights: Any = TensorList(params)  # the rules are typed for one tensor; a TensorList stands in for it
-    grad = prepare_gradient(weights, TensorList(grads), weight_decay=0 if plan.decoupled else plan.weight_decay,
+    gradients: Any = TensorList(grads)
+    grad = prepare_gradient(weights, gradients, weight_decay=0 if plan.decoupled else plan.weight_decay,
                             maximize=plan.maximize)
     kwargs = dict(plan.hp)
     if plan.counts_steps:
