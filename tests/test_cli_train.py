@@ -64,7 +64,7 @@ def test_optimizer_options_reach_the_optimizer(tmp_path):
     (["train", "iris", "--nproc", "0"], "--nproc must be an integer >= 1"),
     (["train", "iris", "--nproc", "two"], "--nproc must be an integer >= 1"),
     (["train", "iris", "--nproc", "2", "--batch-size", "1"], "--batch-size 1 is smaller than --nproc 2"),
-    (["train", "iris", "--nproc", "2", "--timeout", "0"], "--timeout must be a positive number of seconds"),
+    (["train", "iris", "--nproc", "2", "--timeout", "0"], "argument --timeout: must be a finite number > 0"),
     (["train", "iris", "--nproc", "2", "--opt", "momentum=2"], "momentum must be in"),  # before any process starts
 ])
 def test_bad_inputs_are_named(tmp_path, capsys, args, fragment):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
-from descentlab.lab.train_modes import prepare_out
-from descentlab.outputs import atomic_path, check_empty, check_outputs, write_text_atomically
+from descentlab.lab.train_modes import ours, prepare_out
+from descentlab.outputs import atomic_path, check_empty, check_outputs, remove_stale, staged, write_text_atomically
 
 
 def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
@@ -49,7 +51,46 @@ def test_force_replaces_only_descentlabs_outputs_and_resume_keeps_everything(tmp
         (out / name).write_text(name)
     with pytest.raises(FileExistsError, match="pass --resume to continue the run there or --force to replace it"):
         prepare_out(out, resume=False, force=False)
-    prepare_out(out, resume=True, force=True)  # --resume wins: nothing removed
+    assert prepare_out(out, resume=True, force=True) is False  # --resume wins: nothing removed, nothing staged
     assert len(list(out.iterdir())) == 6
-    prepare_out(out, resume=False, force=True)
-    assert [p.name for p in out.iterdir()] == ["notes.txt"] and (out / "notes.txt").read_text() == "notes.txt"
+    assert prepare_out(out, resume=False, force=True) is True  # --force: the new run is staged ...
+    assert len(list(out.iterdir())) == 6  # ... and nothing is removed before it has succeeded
+    with staged(out, ours) as stage:
+        (stage / "metrics.json").write_text("new")
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "notes.txt"]
+    assert (out / "notes.txt").read_text() == "notes.txt" and (out / "metrics.json").read_text() == "new"
+
+
+def test_a_failed_forced_run_leaves_the_earlier_outputs_as_they_were(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "metrics.json").write_text("old")
+    with pytest.raises(RuntimeError, match="boom"):
+        with staged(out, ours) as stage:
+            (stage / "metrics.json").write_text("new")
+            raise RuntimeError("boom")
+    assert [p.name for p in out.iterdir()] == ["metrics.json"] and (out / "metrics.json").read_text() == "old"
+
+
+def test_stale_temporaries_and_staging_of_dead_writers_are_cleaned(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    out = tmp_path / "run"
+    out.mkdir()
+    for name in (f".history.{dead}.tmp.csv", f".metrics.{os.getpid()}.tmp.json"):
+        (out / name).write_text("half")
+    (out / f".descentlab-new-{dead}").mkdir()  # a run killed before it finished: dropped
+    (out / "metrics.json").write_text("old")
+    removed = remove_stale(out)
+    assert sorted(p.name for p in removed) == sorted([f".history.{dead}.tmp.csv", f".descentlab-new-{dead}"])
+    assert sorted(p.name for p in out.iterdir()) == sorted([f".metrics.{os.getpid()}.tmp.json", "metrics.json"])
+    # killed mid-swap (the old outputs moved aside, the new ones not all in): the swap is completed
+    (out / f".descentlab-old-{dead}").mkdir()
+    os.replace(out / "metrics.json", out / f".descentlab-old-{dead}" / "metrics.json")
+    (out / f".descentlab-new-{dead}").mkdir()
+    (out / f".descentlab-new-{dead}" / "metrics.json").write_text("new")
+    remove_stale(out)
+    assert (out / "metrics.json").read_text() == "new" and not list(out.glob(".descentlab-*"))

@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import nullcontext
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+from descentlab.cli._args import MAX_EPOCHS, cores, folder, integer, number, seed
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -15,24 +19,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("dataset", help="dataset name (see `descentlab datasets`)")
     p.add_argument("--model", help="linear | logistic | mlp | cnn1d | quadratic (default: by task)")
     p.add_argument("--optimizer", default="sgd", help="registry name (see `descentlab optimizers`)")
-    p.add_argument("--lr", type=float, help="learning rate (default: the registry's)")
+    p.add_argument("--lr", type=number(0), help="learning rate, a finite number >= 0 (default: the registry's)")
     p.add_argument("--opt", help="optimizer options, e.g. momentum=0.9,nesterov=true (tuples as 0.9/0.999)")
     p.add_argument("--batch-size", default="full",
                    help="full | 1 | N | auto, or a comma list (full,1,64) to train and overlay the modes")
-    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--epochs", type=integer(1, MAX_EPOCHS), default=20, help=f"1..{MAX_EPOCHS} (default 20)")
     p.add_argument("--schedule", help="NAME:ARG=VAL,… e.g. exponential:gamma=0.9 (lr0 defaults to --lr)")
     p.add_argument("--schedule-unit", choices=("epoch", "step"), default="epoch")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--checkpoint-every", type=int, help="also checkpoint every N steps (default: epoch ends)")
+    seed(p)
+    p.add_argument("--checkpoint-every", type=integer(1), help="also checkpoint every N steps (default: epoch ends)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out")
     p.add_argument("--force", action="store_true", help="replace the outputs of an earlier run in --out")
     p.add_argument("--nproc", default="1",
                    help="data-parallel processes on this machine (gloo; each takes its share of every batch; "
-                        "default 1)")
-    p.add_argument("--timeout", type=float,
+                        "default 1; at most the machine's cores unless --oversubscribe)")
+    p.add_argument("--oversubscribe", action="store_true", help="allow --nproc up to 8 x the cores")
+    p.add_argument("--timeout", type=number(0, low_open=True),
                    help="with --nproc > 1: seconds a rank waits for the others before the job stops (default 300)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--out", required=True, type=folder, help="output folder")
     p.set_defaults(func=run, needs=("matplotlib",))
 
 
@@ -53,36 +58,33 @@ def _as_int(text: str) -> Any:
         raise ValueError(f"--batch-size: expected full, auto or a positive integer, got {text!r}") from None
 
 
-def _check_nproc(text: Any) -> int:
+def _check_nproc(text: Any, oversubscribe: bool = False) -> int:
+    high = cores() * (8 if oversubscribe else 1)
     try:
         nproc = int(text)
     except (TypeError, ValueError):
         nproc = 0
-    if nproc < 1:
-        raise ValueError(f"--nproc must be an integer >= 1 (1: one process; N: N data-parallel processes on this "
-                         f"machine), got {text!r}")
+    if not 1 <= nproc <= high:
+        limit = (f"{high} (8 x this machine's {cores()} cores)" if oversubscribe else
+                 f"{high} (this machine's cores; --oversubscribe allows up to {8 * high})")
+        raise ValueError(f"--nproc must be an integer >= 1 and <= {limit} (1: one process; N: N data-parallel "
+                         f"processes on this machine), got {text!r}")
     return nproc
 
 
 def run(args: argparse.Namespace) -> int:
     from descentlab import datasets
     from descentlab.lab.options import check_name, parse_pairs
-    from descentlab.lab.train_modes import prepare_out, train_in_processes, train_modes
     from descentlab.lab.train_run import Setting, build
     from descentlab.optim.registry import get_spec
 
+    # everything is checked before the output folder is touched
     check_name("dataset", args.dataset, datasets.names())
     get_spec(args.optimizer)
-    if args.epochs < 1:
-        raise ValueError(f"--epochs must be >= 1, got {args.epochs}")
-    if args.lr is not None and not args.lr >= 0:
-        raise ValueError(f"--lr must be >= 0, got {args.lr}")
-    nproc = _check_nproc(args.nproc)
-    if args.timeout is not None:
-        from descentlab.distributed import check_timeout
-
-        check_timeout(args.timeout, "--timeout")
+    nproc = _check_nproc(args.nproc, args.oversubscribe)
     sizes = _parse_batch_sizes(args.batch_size)
+    if len(set(map(str, sizes))) != len(sizes):
+        raise ValueError(f"--batch-size lists a mode twice: {args.batch_size!r}")
     setting = Setting(args.dataset, args.model, args.optimizer, args.lr, {}, "full", args.epochs, args.schedule,
                       args.schedule_unit, args.seed)
     data = setting.load()
@@ -95,12 +97,40 @@ def run(args: argparse.Namespace) -> int:
                              f"share of each batch; use --batch-size >= {nproc} or --nproc <= {size}")
     setting.options = parse_pairs(args.opt, "--opt")
     build(setting, data)  # bad --opt / --schedule stop here, before any folder or process
-    out = prepare_out(Path(args.out), args.resume, args.force)
+    out = Path(args.out)
+    try:
+        _locked(out, setting, sizes, data, nproc, args)
+    except _Failed as failed:
+        return failed.code
+    return 0
+
+
+def _locked(out: Path, setting: Any, sizes: list[Any], data: Any, nproc: int, args: argparse.Namespace) -> None:
+    from descentlab.lab.train_modes import ours, prepare_out
+    from descentlab.lab.train_run import check_resume
+    from descentlab.outputs import folder_lock, staged
+
+    with folder_lock(out, "descentlab train"):
+        replacing = prepare_out(out, args.resume, args.force)
+        if args.resume:
+            for size in sizes:  # a changed option or unreadable checkpoints stop here, before anything is written
+                check_resume(out if len(sizes) == 1 else out / f"batch-{size}", replace(setting, batch_size=size),
+                             data)
+        failure = None
+        with staged(out, ours, last=("metrics.json",)) if replacing else nullcontext(out) as target:
+            failure = _train(Path(target), setting, sizes, data, nproc, args)
+            if failure is not None:
+                raise failure  # a failed run is not swapped in
+
+
+def _train(target: Path, setting: Any, sizes: list[Any], data: Any, nproc: int, args: argparse.Namespace):
+    from descentlab.lab.train_modes import train_in_processes, train_modes
+
     run_options = {"data": data, "checkpoint_every": args.checkpoint_every, "resume": args.resume,
                    "progress": not args.quiet}
     if nproc == 1:
-        train_modes(out, setting, sizes, **run_options)
-        return 0
+        train_modes(target, setting, sizes, **run_options)
+        return None
     from descentlab.distributed import DEFAULT_TIMEOUT, RankFailure
     from descentlab.lab.train_modes import resume_hint
 
@@ -110,14 +140,25 @@ def run(args: argparse.Namespace) -> int:
 
     timeout = args.timeout if args.timeout is not None else DEFAULT_TIMEOUT
     try:
-        train_in_processes(out, setting, sizes, nproc=nproc, timeout=timeout, on_start=started, **run_options)
+        train_in_processes(target, setting, sizes, nproc=nproc, timeout=timeout, on_start=started, **run_options)
     except RankFailure as err:
         print(f"descentlab train: error: {err}.", file=sys.stderr)
         timed_out = "timed out" in str(err).lower()
         if timed_out:
             print(f"A process waited more than --timeout {timeout:g} s for the others: one hung or was too slow "
                   "(raise --timeout if it was only slow).", file=sys.stderr)
-        if err.died or timed_out:
-            print(resume_hint(out, args.resume, nproc), file=sys.stderr)
-        return 1
-    return 0
+        if target != Path(args.out):
+            print(f"The earlier run in {args.out} was left as it was; run the same command again to replace it.",
+                  file=sys.stderr)
+        elif err.died or timed_out:
+            print(resume_hint(target, args.resume, nproc), file=sys.stderr)
+        return _Failed(1)
+    return None
+
+
+class _Failed(Exception):
+    """A multi-process run that failed (its error already printed): the exit code."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code

@@ -17,9 +17,10 @@ def ours(path: Path) -> bool:
     return path.name in OUTPUTS or path.name == "batch_modes.png" or (path.is_dir() and path.name.startswith("batch-"))
 
 
-def prepare_out(out: str | Path, resume: bool, force: bool) -> Path:
+def prepare_out(out: str | Path, resume: bool, force: bool) -> bool:
     """Refuse a non-empty output folder unless ``resume`` (continue the run there) or ``force`` (replace the
-    outputs of an earlier run; files descentlab did not write are left alone)."""
+    outputs of an earlier run; files descentlab did not write are left alone). Returns whether the new run must
+    be staged and swapped in on success (:func:`descentlab.outputs.staged`): ``force`` over earlier outputs."""
     return prepare_run_folder(out, ours, resume=resume, force=force)
 
 

@@ -42,10 +42,37 @@ class Setting:
         return datasets.load(check_name("dataset", self.dataset, datasets.names()), seed=self.seed)
 
     def model_name(self, data) -> str:
-        """The model to train on ``data``: the one named, else the task's default."""
+        """The model to train on ``data``: the one named, else the task's default (a quadratic model needs a
+        quadratic dataset, whose Hessian it takes)."""
         from descentlab import models
 
-        return check_name("model", self.model or DEFAULT_MODEL[data.task], models.names())
+        name = check_name("model", self.model or DEFAULT_MODEL[data.task], models.names())
+        if name == "quadratic" and "hessian" not in data.info:
+            others = [m for m in models.names() if m != "quadratic"]
+            raise ValueError(f"--model quadratic needs a quadratic dataset (one with a Hessian); {self.dataset} is a "
+                             f"{data.task} dataset: use one of {', '.join(others)}")
+        return name
+
+
+def check_optimizer(name: str, options: dict[str, Any], lr: float | None = None, what: str = "--opt") -> None:
+    """Refuse options that ``name`` does not take, or would ignore (``lr``, which has its own flag), and values
+    its constructor refuses — with one line naming the option and the valid ones."""
+    import inspect
+
+    from descentlab.optim.registry import get_spec
+
+    spec = get_spec(name)
+    if "lr" in options:
+        raise ValueError(f"{what}: lr is not an option here (it would be ignored); give the rate with --lr")
+    valid = [p for p in inspect.signature(spec.cls.__init__).parameters if p not in ("self", "params", "lr")]
+    for key in options:
+        if key not in valid:
+            raise ValueError(f"{what}: {name} has no option {key!r}; its options are {', '.join(valid)}")
+    probe = [torch.zeros(1, requires_grad=True)]
+    try:
+        spec.build(probe, **({"lr": lr} if lr is not None else {}), **options)
+    except TypeError as err:
+        raise ValueError(f"{what}: {err}") from None
 
 
 @dataclass
@@ -74,10 +101,58 @@ def build(setting: Setting, data) -> Built:
 
     spec = get_spec(setting.optimizer)
     lr = setting.lr if setting.lr is not None else spec.lr
+    check_optimizer(setting.optimizer, setting.options, lr)
     model, name = build_model(setting, data)
     optimizer = spec.build(model.parameters(), lr=lr, **setting.options)
     schedule = parse_schedule(setting.schedule, lr) if isinstance(setting.schedule, str) else setting.schedule
     return Built(model, name, optimizer, lr, schedule)
+
+
+#: The run configuration stored in every checkpoint, and the option that sets each entry.
+RESUME_FLAGS = {"dataset": "DATASET", "model": "--model", "optimizer": "--optimizer", "options": "--opt",
+                "lr": "--lr", "schedule": "--schedule", "schedule_unit": "--schedule-unit",
+                "batch_size": "--batch-size", "seed": "--seed", "n_train": "the training split"}
+
+
+def run_config(setting: Setting, data) -> dict[str, Any]:
+    """What defines a run (a resume must match it): dataset, model, optimizer with its rate and every option,
+    schedule, batch mode, seed and the training split's size."""
+    from descentlab.optim.registry import get_spec
+
+    schedule = setting.schedule
+    if schedule is not None and not isinstance(schedule, str):
+        schedule = f"callable {getattr(schedule, '__qualname__', type(schedule).__name__)}"
+    lr = setting.lr if setting.lr is not None else get_spec(setting.optimizer).lr
+    return {"dataset": setting.dataset, "model": setting.model_name(data), "optimizer": setting.optimizer,
+            "options": {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(setting.options.items())},
+            "lr": float(lr), "schedule": schedule, "schedule_unit": setting.schedule_unit,
+            "batch_size": str(setting.batch_size), "seed": setting.seed, "n_train": len(data.train[0])}
+
+
+def _shown(key: str, value: Any) -> str:
+    if key == "options":
+        return ",".join(f"{k}={'/'.join(map(str, v)) if isinstance(v, list) else v}" for k, v in value.items()) or \
+            "(none)"
+    return "(none)" if value is None else str(value)
+
+
+def check_resume(folder: str | Path, setting: Setting, data) -> None:
+    """Before anything is written: refuse to resume the run in ``folder`` with another setting (one line
+    naming the option and both values), or from a folder whose checkpoints do not load."""
+    from descentlab.train import load_latest_checkpoint
+
+    ck = load_latest_checkpoint(Path(folder) / "checkpoints")
+    if ck is None:
+        return
+    saved, current = ck.get("run"), run_config(setting, data)
+    if not isinstance(saved, dict):
+        raise ValueError(f"--resume: checkpoint {ck['path']} holds no run configuration; it cannot be resumed")
+    for key in RESUME_FLAGS:
+        if saved.get(key) != current[key]:
+            flag = RESUME_FLAGS[key]
+            raise ValueError(f"--resume: {flag} differs from the run in {folder}: it was {_shown(key, saved.get(key))}"
+                             f", this command gives {_shown(key, current[key])}; resume with the same {flag}, or "
+                             "start a new run (--force or another --out)")
 
 
 @dataclass
@@ -114,12 +189,23 @@ def train_into(folder: str | Path | None, setting: Setting, *, data=None, checkp
     built = build(setting, data)
     classification = data.task == "classification"
     loss = TASK_LOSS[data.task]
-    history = fit(built.model, data.train, built.optimizer, loss=loss, epochs=setting.epochs,
-                  batch_size=setting.batch_size, schedule=built.schedule, schedule_unit=setting.schedule_unit,
-                  val=data.val, accuracy=classification, seed=setting.seed,
-                  checkpoint_dir=folder / "checkpoints" if folder is not None else None,
-                  checkpoint_every=checkpoint_every, resume=resume, progress=progress, distributed=distributed,
-                  max_seconds=max_seconds)
+    from descentlab.train import TrainingDiverged
+
+    try:
+        history = fit(built.model, data.train, built.optimizer, loss=loss, epochs=setting.epochs,
+                      batch_size=setting.batch_size, schedule=built.schedule, schedule_unit=setting.schedule_unit,
+                      val=data.val, accuracy=classification, seed=setting.seed,
+                      checkpoint_dir=folder / "checkpoints" if folder is not None else None,
+                      checkpoint_every=checkpoint_every, resume=resume, progress=progress, distributed=distributed,
+                      max_seconds=max_seconds, run_config=run_config(setting, data) if folder is not None else None)
+    except TrainingDiverged as err:
+        if folder is None or not writer or err.history is None:
+            raise
+        err.history.to_csv(folder / "history.csv")
+        err.history.to_csv(folder / "epochs.csv", which="epochs")
+        raise TrainingDiverged(f"{err}; history.csv holds the {len(err.history.steps)} steps before it",
+                               history=err.history, step=err.step, value=err.value,
+                               checkpoint=err.checkpoint) from None
     result = TrainResult(history, {}, built.model, built.model_name, built.lr)
     if not writer:
         return result
