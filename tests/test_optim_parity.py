@@ -171,3 +171,36 @@ def test_state_dict_interchange_continues_identically(cls_name, direction):
 def test_registry_torch_equivalents_cover_every_torch_named_class():
     named = {spec.cls.__name__ for spec in REGISTRY.values() if spec.torch_equivalent is not None}
     assert {"SGD", "Adagrad", "Adadelta", "RMSprop", "Adam", "AdamW", "NAdam", "Adamax"} <= named
+
+
+@pytest.mark.parametrize("cls_name", list(GRIDS))
+def test_a_state_dict_whose_step_is_a_plain_number_loads_as_torch_loads_it(cls_name):
+    """Older or converted checkpoints keep ``step`` as a number; torch turns it into its 0-d tensor."""
+    ours, theirs = getattr(descentlab, cls_name), getattr(torch.optim, cls_name)
+    opts = {"lr": 0.05, "momentum": 0.5} if cls_name == "SGD" else {}
+    a, b, oa, ob = _run_pair(ours, theirs, opts, torch.float32, 3)
+    saved = copy.deepcopy(ob.state_dict())
+    for entry in saved["state"].values():
+        if "step" in entry:
+            entry["step"] = float(entry["step"])
+    oa.load_state_dict(copy.deepcopy(saved))
+    ob.load_state_dict(saved)
+    for pa, pb in zip(a, b):
+        grad = torch.randn(pa.shape, generator=torch.Generator().manual_seed(5))
+        pa.grad, pb.grad = grad.clone(), grad.clone()
+    oa.step()
+    ob.step()
+    for pa, pb in zip(a, b):
+        assert torch.equal(pa, pb)
+        if "step" in ob.state[pb]:
+            assert torch.is_tensor(oa.state[pa]["step"]) and torch.equal(oa.state[pa]["step"], ob.state[pb]["step"])
+
+
+@pytest.mark.parametrize("impl", ["auto", "reference", "foreach"])
+def test_a_stateless_step_leaves_no_empty_state_entries(impl):
+    p, q = torch.nn.Parameter(torch.ones(3)), torch.nn.Parameter(torch.ones(3))
+    ours, theirs = descentlab.SGD([p], lr=0.1, impl=impl), torch.optim.SGD([q], lr=0.1)
+    p.grad, q.grad = torch.ones(3), torch.ones(3)
+    ours.step()
+    theirs.step()
+    assert ours.state_dict()["state"] == theirs.state_dict()["state"] == {}

@@ -121,8 +121,18 @@ def test_structural_errors(name):
     p = torch.nn.Parameter(torch.ones(2))
     with pytest.raises(ValueError, match="more than one parameter group"):
         spec.build([{"params": [p]}, {"params": [p]}])
-    with pytest.raises(ValueError, match="twice in the same param group"):
-        spec.build([p, p])
+    with pytest.warns(UserWarning, match="duplicate parameters"):  # as torch: a warning, and stepped twice
+        twice = spec.build([p, p])
+    twin = spec.torch_equivalent
+    if twin is not None and twin[0].__name__ == spec.cls.__name__:
+        q = torch.nn.Parameter(torch.ones(2))
+        with pytest.warns(UserWarning, match="duplicate parameters"):
+            theirs = twin[0]([q, q], **spec.defaults)
+        for _ in range(3):
+            p.grad, q.grad = torch.full((2,), 0.5), torch.full((2,), 0.5)
+            twice.step()
+            theirs.step()
+        assert torch.equal(p, q), (name, p, q)
     emb = torch.nn.Embedding(5, 2, sparse=True)
     opt = spec.build(emb.parameters())
     emb(torch.tensor([1, 2])).sum().backward()

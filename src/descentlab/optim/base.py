@@ -95,9 +95,8 @@ class RuleOptimizer(StateDictOptimizer):
 
     # -- groups --------------------------------------------------------------------------------
     def add_param_group(self, param_group: dict[str, Any]) -> None:
-        params = param_group.get("params") if isinstance(param_group, dict) else None
-        if isinstance(params, (list, tuple)) and len({id(p) for p in params}) != len(params):
-            raise ValueError("a parameter appears twice in the same param group; list each tensor once")
+        """torch's ``add_param_group`` (a parameter listed twice in a group draws torch's warning and is stepped
+        twice, as torch does), then this optimizer's validation of the group."""
         super().add_param_group(param_group)
         index = len(self.param_groups) - 1
         try:
@@ -112,6 +111,8 @@ class RuleOptimizer(StateDictOptimizer):
         return {**super().__getstate__(), "skipped_steps": self.skipped_steps}  # torch keeps 3 entries only
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        """Also run by torch's ``load_state_dict``: options a saved state lacks get this optimizer's defaults, and a
+        ``step`` saved as a plain number (older checkpoints, converted ones) becomes the 0-d tensor torch keeps."""
         super().__setstate__(state)
         self.__dict__.setdefault("skipped_steps", 0)
         for group in self.param_groups:
@@ -119,6 +120,10 @@ class RuleOptimizer(StateDictOptimizer):
                 group.setdefault(key, self.defaults[key])
             for key, value in self.defaults.items():
                 group.setdefault(key, value)
+            for param in group["params"]:
+                entry = self.state.get(param)
+                if entry and "step" in entry and not torch.is_tensor(entry["step"]):
+                    entry["step"] = torch.tensor(float(entry["step"]), dtype=scalar_dtype())
 
     def _validate_group(self, group: dict[str, Any]) -> None:
         check_choice("impl", group["impl"], IMPLS)

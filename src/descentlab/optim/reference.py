@@ -54,7 +54,9 @@ def step_reference(optimizer: RuleOptimizer, plan: StepPlan, group: dict[str, An
                                "use torch.optim.SparseAdam or torch.optim.Adagrad for sparse embeddings")
         if grad_inv_scale:
             grad.mul_(torch.tensor(grad_inv_scale, dtype=torch.float32, device=grad.device))  # as unscale_
-        state = optimizer.state[param]
+        state = optimizer.state.get(param) if not plan.stateful else optimizer.state[param]
+        if state is None:
+            state = {}  # a stateless step (SGD without momentum) leaves no empty entry behind, as torch
         first_step = len(state) == 0
         work = optimizer._working_copy(param, group)
         if work is not param:
