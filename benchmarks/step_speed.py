@@ -6,7 +6,9 @@ descentlab (``impl`` as given, default ``"fused"``) and of torch's for-loop, for
 one) fused mode, alternating them in one process, and prints medians, the ratio to torch's best mode and the
 effective bandwidth (bytes/param × n ÷ time) as a fraction of a roof timed in the same alternation: an
 in-place triad ``a += s·b`` (12 bytes/element) on CPU, a device-to-device copy (8 bytes/element) on CUDA
-(``--roof`` chooses). A GPU section (layouts ``--gpu-layouts``, default a, b, g) runs when CUDA is present.
+(``--roof`` chooses). A second table counts the ATen operations one step dispatches (1, 100 and 2 000 tensors):
+descentlab's path, its multi-tensor path (``impl="foreach"``) and torch's three modes. A GPU section (layouts
+``--gpu-layouts``, default a, b, g; descentlab's ``auto`` and ``foreach`` paths) runs when CUDA is present.
 Run::
 
     .venv/bin/python benchmarks/step_speed.py [--repeats 15] [--layouts a,b,c,g] [--optimizers rmsprop,adam]
@@ -21,6 +23,7 @@ import time
 from typing import Any, Callable
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import descentlab
 from descentlab.fused import cpu_build, cpu_step
@@ -48,7 +51,10 @@ CASES: dict[str, tuple[Any, dict, Any, dict, int, bool]] = {
     "adam-inside": (descentlab.Adam, dict(eps_placement="inside"), torch.optim.Adam, {}, 28, True),
     "adamw": (descentlab.AdamW, {}, torch.optim.AdamW, {}, 28, True),
     "nadam": (descentlab.NAdam, {}, torch.optim.NAdam, {}, 28, False),
+    "adamax": (descentlab.Adamax, {}, torch.optim.Adamax, {}, 28, False),
 }
+#: Tensor counts of the dispatched-operations table (1 000 elements each).
+OP_COUNTS = (1, 100, 2000)
 
 
 def _params(count: int, size: int, device: str) -> list[torch.nn.Parameter]:
@@ -106,6 +112,46 @@ def bench_case(name: str, layout: str, impl: str, repeats: int, device: str, roo
             "first fused step": first_fast}
 
 
+class _CountOps(TorchDispatchMode):
+    """Counts the ATen operations dispatched while active (on a GPU, each is at least one kernel launch)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def dispatched_per_step(make: Callable[[list[torch.nn.Parameter]], Any], tensors: int, device: str) -> int:
+    """ATen operations of one step (after two warm-up steps, so the state exists) over ``tensors`` tensors."""
+    params = _params(tensors, 1000, device)
+    opt = make(params)
+    opt.step()
+    opt.step()
+    with _CountOps() as counter:
+        opt.step()
+    return counter.count
+
+
+def run_ops(args: argparse.Namespace, names: list[str]) -> None:
+    """The dispatched-operations table: descentlab's path and its foreach path beside torch's modes."""
+    device = args.device
+    print(f"\ndispatched operations per step ({device}; tensors of 1,000 elements; descentlab impl={args.impl})")
+    print("| optimizer | tensors | descentlab | descentlab foreach | torch for-loop | torch foreach | torch fused |")
+    print("|---|---|---|---|---|---|---|")
+    for name in names:
+        dl_cls, dl_kw, t_cls, t_kw, _, has_fused = CASES[name]
+        for tensors in OP_COUNTS:
+            row = [dispatched_per_step(lambda ps: dl_cls(ps, impl=args.impl, **dl_kw), tensors, device),
+                   dispatched_per_step(lambda ps: dl_cls(ps, impl="foreach", **dl_kw), tensors, device),
+                   dispatched_per_step(lambda ps: t_cls(ps, foreach=False, **t_kw), tensors, device),
+                   dispatched_per_step(lambda ps: t_cls(ps, foreach=True, **t_kw), tensors, device)]
+            fused = dispatched_per_step(lambda ps: t_cls(ps, fused=True, **t_kw), tensors, device) if has_fused else "—"
+            print(f"| {name} | {tensors:,} | " + " | ".join(str(x) for x in row) + f" | {fused} |", flush=True)
+
+
 def run(args: argparse.Namespace) -> None:
     device = args.device
     layouts = args.layouts.split(",")
@@ -137,7 +183,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--layouts", default="a,b,c")
     parser.add_argument("--optimizers", default="")
-    parser.add_argument("--impl", default="fused", choices=["auto", "reference", "fused"])
+    parser.add_argument("--impl", default="fused", choices=["auto", "reference", "fused", "foreach"])
+    parser.add_argument("--no-ops", action="store_true", help="skip the dispatched-operations table")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--roof", default=None, choices=list(ROOF_BYTES),
                         help="the bandwidth roof: triad (CPU default) or copy (CUDA default: the device-to-device "
@@ -155,10 +202,15 @@ def main() -> None:
         raise SystemExit(f"the native gatherer is unavailable: {cpu_build.gather_unavailable_reason()}; "
                          "use --gather python")
     run(args)
+    if not args.no_ops:
+        run_ops(args, args.optimizers.split(",") if args.optimizers else list(CASES))
     if args.device == "cpu" and torch.cuda.is_available():
         print("\nGPU section (CUDA present):")
         args.device, args.layouts, args.roof = "cuda", args.gpu_layouts, None
-        run(args)
+        for impl in ("auto", "foreach"):
+            args.impl = impl
+            run(args)
+        run_ops(args, args.optimizers.split(",") if args.optimizers else list(CASES))
     elif not torch.cuda.is_available():
         print("\nno CUDA device: GPU section skipped")
 

@@ -98,3 +98,19 @@ def test_the_lab_never_imports_the_cli():
     for path in sorted((SRC / "lab").rglob("*.py")):
         modules, _ = _imports_and_names(path)
         assert not [m for m in modules if m.startswith("descentlab.cli")], path
+
+
+@pytest.mark.skipif(not (shutil.which("cc") or shutil.which("gcc")), reason="no C compiler: no C kernels")
+@pytest.mark.parametrize("gather", ["python", "native"])
+@pytest.mark.parametrize("make", [lambda ps, lr: descentlab.SGD(ps, lr=lr),
+                                  lambda ps, lr: descentlab.SGD(ps, lr=lr, momentum=0.9),
+                                  lambda ps, lr: descentlab.Adam(ps, lr=lr)], ids=["sgd", "momentum", "adam"])
+def test_the_c_path_dispatches_a_handful_of_operations_whatever_the_tensor_count(monkeypatch, gather, make):
+    """Both gatherers keep their per-tensor checks out of ATen: a stateless plan (plain SGD) too — its cached
+    check must hold between steps, or ``param.data`` costs one dispatched op a tensor."""
+    from descentlab.fused import cpu_build, cpu_step
+
+    if gather == "native" and cpu_build.gather_module(wait=True) is None:
+        pytest.skip(f"no native gatherer: {cpu_build.gather_unavailable_reason()}")
+    monkeypatch.setattr(cpu_step, "GATHER", gather)
+    assert _dispatched_per_step(make, tensors=100) <= 3

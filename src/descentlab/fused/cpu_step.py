@@ -320,8 +320,9 @@ def fused_cpu_step(optimizer: Any, group: dict[str, Any], step_plan: StepPlan,
         hit = cache_get(id(param))
         checked = hit[2] if hit is not None and hit[0] is param and hit[1] == pointer else None
         # param.data = … may keep the address with another dtype or layout; keys: the plan may change
-        if (checked is not None and state is not None and checked.state is state and checked.keys == keys
-                and checked.dtype is dtype and checked.wide is wide and param.is_contiguous()):
+        # (a stateless plan has state None and no keys: the cached check stands as long as the parameter does)
+        if (checked is not None and checked.state is state and checked.keys == keys and checked.dtype is dtype
+                and checked.wide is wide and param.is_contiguous()):
             for key, tensor, address in zip(keys, checked.tensors, checked.pointers):
                 if state.get(key) is not tensor or tensor.data_ptr() != address:  # type: ignore[union-attr]
                     checked = None
