@@ -27,6 +27,10 @@ def test_step_speed_prints_a_row_per_optimizer_against_its_roof():
     rows = [line for line in result.stdout.splitlines() if line.startswith("| c (2000×1,000) |")]
     assert [row.split("|")[2].strip() for row in rows] == ["sgd", "nadam"]
     assert "(foreach)" in rows[1] or "(for-loop)" in rows[1]  # torch has no fused NAdam
+    ops = [line.split("|") for line in result.stdout.splitlines() if line.startswith(("| sgd | ", "| nadam | "))]
+    assert [(row[1].strip(), row[2].strip()) for row in ops] == [("sgd", "1"), ("sgd", "100"), ("sgd", "2,000"),
+                                                                  ("nadam", "1"), ("nadam", "100"), ("nadam", "2,000")]
+    assert all(int(row[4]) <= int(row[6]) for row in ops)  # descentlab foreach ≤ torch foreach
 
 
 def test_step_speed_names_what_it_does_not_know():
