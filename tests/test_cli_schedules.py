@@ -23,4 +23,4 @@ def test_draws_pictures_and_refuses_to_overwrite(tmp_path, capsys):
 
 def test_bad_epochs(tmp_path, capsys):
     assert main(["schedules", "--out", str(tmp_path / "x"), "--epochs", "0"]) == 2
-    assert "--epochs must be >= 1" in capsys.readouterr().err
+    assert "argument --epochs: must be an integer in [1, " in capsys.readouterr().err

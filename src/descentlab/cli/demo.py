@@ -8,11 +8,14 @@ import argparse
 import time
 from pathlib import Path
 
+from descentlab.cli._args import MAX_STEPS, folder, integer
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("demo", help="the main job: optimizer races and a real-data comparison, one folder")
-    p.add_argument("--out", help="output folder (default: a new descentlab-demo/run-<time> folder)")
-    p.add_argument("--steps", type=int, default=500, help="steps per race (default 500)")
+    p.add_argument("--out", type=folder, help="output folder (default: a new descentlab-demo/run-<time> folder)")
+    p.add_argument("--steps", type=integer(10, MAX_STEPS), default=500, help=f"steps per race, 10..{MAX_STEPS} "
+                   "(default 500)")
     p.add_argument("--force", action="store_true", help="write into a non-empty --out")
     p.set_defaults(func=run, needs=("matplotlib", "sklearn"))
 
@@ -21,16 +24,17 @@ def run(args: argparse.Namespace) -> int:
     from descentlab.lab.demo import run_demo
     from descentlab.outputs import check_empty
 
-    if args.steps < 10:
-        raise ValueError(f"--steps must be >= 10, got {args.steps}")
+    from descentlab.outputs import folder_lock
+
     if args.out:
         out = Path(args.out)
-        check_empty(out, args.force)
     else:
         out = Path("descentlab-demo") / time.strftime("run-%Y%m%d-%H%M%S")
         while out.exists():
             out = out.with_name(out.name + "-1")
     started = time.perf_counter()
-    index = run_demo(out, steps=args.steps)
+    with folder_lock(out, "descentlab demo"):
+        check_empty(out, args.force)
+        index = run_demo(out, steps=args.steps)
     print(f"\ndemo written to {out.resolve()} in {time.perf_counter() - started:.0f} s; open {index.resolve()}")
     return 0

@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
+
+from descentlab.cli._args import MAX_STEPS, folder, integer, number, rates, seed
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -13,18 +16,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("race", help="race optimizers on a 2-D landscape (pictures, GIF, HTML report)")
     p.add_argument("landscape", help="see `descentlab landscapes`")
     p.add_argument("--optimizers", default=",".join(DEFAULT_OPTIMIZERS))
-    p.add_argument("--steps", type=int, default=500)
+    p.add_argument("--steps", type=integer(1, MAX_STEPS), default=500, help=f"1..{MAX_STEPS} (default 500)")
     p.add_argument("--start", help="x,y (default: the landscape's); write --start=-1,2 when x is negative")
-    p.add_argument("--lr", help="NAME=X,… learning rates (default: the registry's)")
+    p.add_argument("--lr", help="NAME=X,… learning rates, each a finite number > 0 (default: the registry's)")
     p.add_argument("--opt", action="append", default=[], help="NAME:k=v,… options for one optimizer (repeatable)")
     p.add_argument("--tune", action="store_true", help="also race every optimizer at its best rate on a log grid")
-    p.add_argument("--noise", type=float, default=0.0, help="gradient noise σ (imitates mini-batch gradients)")
-    p.add_argument("--clip", type=float, help="clip gradient norms to this value (off by default)")
-    p.add_argument("--tol", type=float, default=1e-6)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--frames", type=int, default=40, help="animation frames (default 40)")
+    p.add_argument("--noise", type=number(0), default=0.0,
+                   help="gradient noise σ, a finite number >= 0 (imitates mini-batch gradients)")
+    p.add_argument("--clip", type=number(0, low_open=True), help="clip gradient norms to this value (off by default)")
+    p.add_argument("--tol", type=number(0, low_open=True), default=1e-6, help="a finite number > 0 (default 1e-6)")
+    seed(p)
+    p.add_argument("--frames", type=integer(2, 1000), default=40, help="animation frames, 2..1000 (default 40)")
     p.add_argument("--force", action="store_true", help="overwrite an earlier race in --out")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, type=folder)
     p.set_defaults(func=run, needs=("matplotlib",))
 
 
@@ -35,31 +39,46 @@ def run(args: argparse.Namespace) -> int:
     from descentlab.lab.race_outputs import check_out, format_table, write_race_outputs
     from descentlab.optim.registry import get_spec
 
+    from descentlab.lab.race_outputs import half_written
+    from descentlab.lab.train_run import check_optimizer
+    from descentlab.outputs import folder_lock
+
     landscape = get_landscape(args.landscape)
     names = [n.strip() for n in args.optimizers.split(",") if n.strip()]
+    if not names:
+        raise ValueError(f"--optimizers must name at least one registry optimizer, got {args.optimizers!r}")
     for name in names:
-        get_spec(name)
-    start: tuple[float, float] | None = None
+        get_spec(name.partition("@")[0])
+    if len(set(names)) != len(names):
+        raise ValueError(f"--optimizers names a racer twice (race one optimizer twice as NAME and NAME@TAG): "
+                         f"{args.optimizers!r}")
+    start = None
     if args.start:
         try:
-            xy = [float(v) for v in args.start.split(",")]
+            start = tuple(float(v) for v in args.start.split(","))  # type: ignore[assignment]  # race() checks 2
         except ValueError:
-            raise ValueError(f"--start must be x,y, got {args.start!r}") from None
-        if len(xy) != 2:
-            raise ValueError(f"--start must be x,y, got {args.start!r}")
-        start = (xy[0], xy[1])
-    rates = {k: float(v) for k, v in parse_pairs(args.lr, "--lr").items()}
+            raise ValueError(f"--start must be x,y (two finite numbers), got {args.start!r}") from None
+        if len(start) != 2 or not all(math.isfinite(v) for v in start):
+            raise ValueError(f"--start must be x,y (two finite numbers), got {args.start!r}")
+    lrs = rates(args.lr, "--lr", names)
     options = {}
     for item in args.opt:
         name, sep, rest = item.partition(":")
         if not sep:
             raise ValueError(f"--opt must be NAME:k=v,…, got {item!r}")
-        options[name] = parse_pairs(rest, "--opt")
+        get_spec(name.partition("@")[0])
+        if name not in names:
+            raise ValueError(f"--opt {name}: {name!r} is not in the race ({', '.join(names)})")
+        options[name] = parse_pairs(rest, f"--opt {name}")
+        check_optimizer(name.partition("@")[0], options[name], lrs.get(name), f"--opt {name}")
     out = Path(args.out)
-    check_out(out, args.force)
-    result = race(landscape, names, steps=args.steps, start=start, lr=rates, options=options, noise=args.noise,
-                  seed=args.seed, tol=args.tol, tune=args.tune, clip=args.clip)
-    paths = write_race_outputs(result, out, force=args.force, frames=args.frames)
+    with folder_lock(out, "descentlab race"):
+        if half_written(out):
+            print(f"{out} holds a race that was stopped while writing its outputs (no report.html): replacing it")
+        check_out(out, args.force)
+        result = race(landscape, names, steps=args.steps, start=start, lr=lrs, options=options, noise=args.noise,
+                      seed=args.seed, tol=args.tol, tune=args.tune, clip=args.clip)
+        paths = write_race_outputs(result, out, force=True, frames=min(args.frames, args.steps + 1))
     print(format_table(result))
     print(f"wrote {', '.join(str(p) for p in paths.values())}")
     return 0

@@ -1,5 +1,7 @@
 """Everything a race writes into its folder: race.png, race.gif (and .mp4 with ffmpeg), metrics.csv,
-report.html — atomically, never over an earlier race unless asked."""
+report.html — into a staging folder that is swapped in once everything is written (report.html last), never
+over an earlier race unless asked. A folder holding race outputs but no report.html is a race that was killed
+while writing: it is recognised and replaced by the same command, without ``--force``."""
 
 from __future__ import annotations
 
@@ -9,23 +11,42 @@ from typing import Any
 from descentlab.lab.animation import animate_race
 from descentlab.lab.plots import contour_background, race_figure
 from descentlab.lab.report import write_race_report
-from descentlab.outputs import check_outputs, write_text_atomically
+from descentlab.outputs import check_outputs, outputs_in, staged, write_text_atomically
 from descentlab.train.history import csv_text
 
 OUTPUTS = ("race.png", "race_tuned.png", "race.gif", "race.mp4", "metrics.csv", "report.html")
 
 
+def ours(path: Path) -> bool:
+    """Whether ``path`` is one of a race's outputs."""
+    return path.name in OUTPUTS
+
+
 def check_out(out: Path, force: bool) -> None:
-    """Refuse to write over an earlier race's outputs unless ``force``."""
-    check_outputs(out, OUTPUTS, force, "a race")
+    """Refuse to write over an earlier complete race's outputs unless ``force`` (a half-written one, without
+    its report.html, is replaced)."""
+    out = Path(out)
+    check_outputs(out, OUTPUTS if (out / "report.html").exists() else (), force, "a race")
 
 
 def write_race_outputs(result: Any, out: Path, *, force: bool = False, frames: int = 40,
                        title: str | None = None) -> dict[str, Path]:
-    """Write the race's pictures, animation, metrics and report into ``out``; return the paths."""
+    """Write the race's pictures, animation, metrics and report into ``out``; return the paths. Everything is
+    written into a staging folder first and swapped in at the end (an earlier race's outputs go then)."""
     out = Path(out)
     check_out(out, force)
     out.mkdir(parents=True, exist_ok=True)
+    with staged(out, ours, last=("report.html",)) as stage:
+        written = _write(result, stage, frames, title)
+    return {name: out / path.name for name, path in written.items()}
+
+
+def half_written(out: Path) -> bool:
+    """Whether ``out`` holds the outputs of a race killed while writing them (no report.html)."""
+    return bool(outputs_in(Path(out), ours)) and not (Path(out) / "report.html").exists()
+
+
+def _write(result: Any, out: Path, frames: int, title: str | None) -> dict[str, Path]:
     paths = {"race.png": race_figure(result, out / "race.png")}
     pictures = {"default rates: trajectories and f per step": paths["race.png"]}
     if result.tuned:
