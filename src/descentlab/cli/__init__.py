@@ -39,6 +39,7 @@ VERBS: tuple[str, ...] = (
     "race",
     "lr_find",
     "compare",
+    "lessons",
 )
 
 

@@ -24,13 +24,15 @@ def animate_race(result: Any, path: str | os.PathLike, *, frames: int = 100, fps
     if frames < 2:
         raise ValueError(f"frames must be >= 2, got {frames}")
     racers = result.tuned if tuned else result.racers
-    fig = new_figure(figsize=(5, 4), dpi=64)
-    ax = fig.subplots()
-    draw_contours(ax, result.landscape, n=80)
+    # ≥ 640 px wide, the legend in its own fixed band below the axes (it never moves between frames)
+    rows = (len(racers) + 1) // 2
+    fig = new_figure(figsize=(8, 6.4 + 0.28 * rows), dpi=100)
+    ax = fig.add_axes((0.09, 0.08 + 0.045 * rows, 0.88, 0.84 - 0.045 * rows))
+    draw_contours(ax, result.landscape, n=100)
     ax.plot(*result.start, "ko", markersize=6)
-    lines = [ax.plot([], [], "-", color=c, linewidth=1.4, label=r.label)[0] for c, r in zip(COLOURS, racers)]
-    heads = [ax.plot([], [], "o", color=c, markersize=5)[0] for c, _ in zip(COLOURS, racers)]
-    ax.legend(fontsize=6, loc="best")
+    lines = [ax.plot([], [], "-", color=c, linewidth=1.8, label=r.label)[0] for c, r in zip(COLOURS, racers)]
+    heads = [ax.plot([], [], "o", color=c, markersize=6)[0] for c, _ in zip(COLOURS, racers)]
+    fig.legend(handles=lines, loc="lower center", ncol=2, fontsize=9, frameon=False)
     title = ax.set_title("")
     steps = np.unique(np.linspace(0, result.steps, frames).astype(int))
 
@@ -40,7 +42,7 @@ def animate_race(result: Any, path: str | os.PathLike, *, frames: int = 100, fps
             upto = min(step, len(r.points) - 1)
             line.set_data(r.points[: upto + 1, 0], r.points[: upto + 1, 1])
             head.set_data([r.points[upto, 0]], [r.points[upto, 1]])
-        title.set_text(f"{result.landscape.name}: step {step}")
+        title.set_text(f"{result.landscape.name}: {result.landscape.formula} — step {step}")
         return lines + heads + [title]
 
     anim = FuncAnimation(fig, update, frames=len(steps), blit=False)
