@@ -11,9 +11,15 @@ validation metric (AlgoPerf-style time-to-result), curves with seed bands and a 
 
 from __future__ import annotations
 
+import json
 import math
 import multiprocessing as mp
+import os
+import random
+import signal
 import statistics
+import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +32,12 @@ SCHEDULES = ("constant", "cosine", "exponential")
 BATCH_SIZES = (16, 32, 64, 128)
 TUNABLE = ("lr", "batch_size", "schedule")
 DIVERGED = 1e10  # objective value of a diverged trial (Optuna storages cannot hold inf)
+HEARTBEAT, GRACE = 10, 60  # seconds: a trial whose process stopped beating for GRACE s is marked failed
+#: The fields that make two comparisons the same one (a re-run may add optimizers, trials and seeds).
+IDENTITY = ("dataset", "model", "epochs", "seconds", "tune", "batch_size", "seed")
+IDENTITY_FILE = "comparison.json"
+OUTPUTS = ("trials.csv", "runs.csv", "summary.json", "curves.png", "profile.png", "report.html", "study.db",
+           IDENTITY_FILE)
 
 
 @dataclass
@@ -69,17 +81,76 @@ class CompareConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{key} must be an integer >= {low}, got {value!r}")
         if self.seconds is not None:
-            if not self.seconds > 0:
-                raise ValueError(f"seconds must be > 0, got {self.seconds!r}")
+            if not (isinstance(self.seconds, (int, float)) and math.isfinite(self.seconds) and self.seconds > 0):
+                raise ValueError(f"seconds must be a finite number > 0, got {self.seconds!r}")
             if "schedule" in self.tune:
                 raise ValueError("tuning the schedule needs an epoch budget (a schedule runs on the epoch clock)")
         if self.target is not None:
             metric, _ = self.target
             if metric not in ("val_loss", "val_accuracy"):
                 raise ValueError(f"target metric must be val_loss or val_accuracy, got {metric!r}")
+            if not math.isfinite(self.target[1]):
+                raise ValueError(f"target value must be a finite number, got {self.target[1]!r}")
+        if self.storage is not None:
+            check_storage(self.storage)
 
-    def storage_url(self) -> str:
-        return self.storage or f"sqlite:///{Path(self.out).resolve() / 'study.db'}"
+    def storage_url(self, folder: str | os.PathLike | None = None) -> str:
+        """``storage``, else a SQLite study.db in ``folder`` (default ``out``): the URL is built with
+        ``sqlalchemy.engine.URL.create``, so any character in the path (``?``, ``%``, ``#``) stays in the path."""
+        if self.storage:
+            return self.storage
+        from sqlalchemy.engine import URL
+
+        path = Path(folder if folder is not None else self.out).resolve() / "study.db"
+        return URL.create("sqlite", database=str(path)).render_as_string(hide_password=False)
+
+    def identity(self) -> dict[str, Any]:
+        """What makes a comparison this one (``IDENTITY``), as plain JSON values."""
+        return json.loads(json.dumps({k: getattr(self, k) for k in IDENTITY}))
+
+
+def check_storage(url: str) -> None:
+    """Refuse a storage URL SQLAlchemy cannot parse, or one for an unknown database, naming ``--storage``."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        make_url(url).get_dialect()
+    except (ArgumentError, NoSuchModuleError, ValueError) as err:
+        raise ValueError(f"--storage must be an Optuna storage URL such as sqlite:///path/study.db or "
+                         f"postgresql://user@host/db, got {url!r} ({str(err).splitlines()[0]})") from None
+
+
+def check_folder(out: str | os.PathLike, config: CompareConfig, force: bool) -> bool:
+    """Refuse an ``out`` that holds another comparison (or anything else) unless ``force``. Returns whether
+    the new comparison must be written beside the old outputs and swapped in on success."""
+    from descentlab.outputs import check_empty, outputs_in
+
+    out = Path(out)
+    saved: dict[str, Any] | None = None
+    for name, read in ((IDENTITY_FILE, lambda d: d), ("summary.json", lambda d: d.get("config", {}))):
+        if (out / name).is_file():
+            try:
+                data = read(json.loads((out / name).read_text(encoding="utf-8")))
+                saved = {k: data.get(k) for k in IDENTITY}
+                saved["tune"] = list(saved["tune"] or [])
+            except (ValueError, AttributeError, TypeError):
+                saved = {"unreadable": name}
+            break
+    ours = outputs_in(out, lambda p: p.name in OUTPUTS)
+    if saved is None and (out / "study.db").exists():
+        saved = {"unknown": "a study.db without comparison.json"}
+    if saved is not None and saved != config.identity():
+        if force:
+            return True
+        current = config.identity()
+        diff = [f"{k} {saved.get(k)!r} (this one: {current[k]!r})" for k in IDENTITY if saved.get(k) != current[k]]
+        raise FileExistsError(f"{out} holds another comparison ({'; '.join(diff) or saved}); pass --force to "
+                              "replace it or choose another --out")
+    if saved is None:
+        check_empty(out, force, hint="it holds no earlier comparison; choose another --out or pass --force")
+        return bool(force and ours)
+    return False
 
 
 def _reached(row: dict[str, Any], target: tuple[str, float] | None) -> bool:
@@ -149,13 +220,47 @@ def study_name(config: CompareConfig, optimizer: str) -> str:
     return f"{config.dataset}/{config.model}/{optimizer}/{budget}/tune={tuned}/seed={config.seed}"
 
 
-def _load_study(config: CompareConfig, optimizer: str, worker: int = 0):
+def _storage(url: str):
+    """An Optuna RDB storage with heartbeats (a trial whose process died is marked failed once it has been
+    silent for ``GRACE`` seconds). Two processes creating a fresh database's schema at the same moment (the
+    loser gets an ``IntegrityError`` or "already exists") retry; a URL that does not connect is named."""
+    optuna = require("optuna", "the comparison's tuning")
+    from sqlalchemy import exc
+
+    for attempt in range(10):
+        try:
+            with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna's words, stable in use
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT, grace_period=GRACE)
+        except (exc.IntegrityError, exc.ProgrammingError, exc.InternalError) as err:  # a concurrent first start
+            if attempt == 9:
+                raise ValueError(f"--storage {url}: could not create the study tables: "
+                                 f"{str(err).splitlines()[0]}") from None
+            time.sleep(0.1 + random.random() * 0.4 * (attempt + 1))
+        except (exc.ArgumentError, exc.NoSuchModuleError, exc.OperationalError) as err:
+            raise ValueError(f"--storage {url}: cannot open it ({str(err).splitlines()[0]})") from None
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _load_study(config: CompareConfig, optimizer: str, worker: int = 0, url: str | None = None):
+    """The optimizer's study. Its sampler's seed is derived from the seed, the worker and the number of trials
+    the study already holds, so a re-run (after a kill, or to add trials) continues with new points instead of
+    replaying the first run's, and parallel workers do not propose the same points."""
     optuna = require("optuna", "the comparison's tuning")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    # each worker samples from its own seeded stream, so parallel workers do not propose the same points
-    sampler = optuna.samplers.TPESampler(seed=config.seed * 1009 + worker)
-    return optuna.create_study(study_name=study_name(config, optimizer), storage=config.storage_url(),
-                               direction="minimize", load_if_exists=True, sampler=sampler)
+    storage = _storage(url or config.storage_url())
+    name = study_name(config, optimizer)
+    for attempt in range(10):
+        try:
+            study = optuna.create_study(study_name=name, storage=storage, direction="minimize", load_if_exists=True)
+            break
+        except optuna.exceptions.DuplicatedStudyError:  # created by another process between check and insert
+            time.sleep(0.1 + random.random() * 0.3)
+    else:  # pragma: no cover
+        study = optuna.load_study(study_name=name, storage=storage)
+    seed = (config.seed * 1009 + worker * 7919 + len(study.trials) * 104729) % 2**32
+    study.sampler = optuna.samplers.TPESampler(seed=seed)
+    return study
 
 
 def _completed(study) -> int:
@@ -164,35 +269,94 @@ def _completed(study) -> int:
     return sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
 
 
-def run_worker(config_dict: dict[str, Any], optimizer: str, n_trials: int, worker: int = 0) -> None:
-    """One tuning worker (a process): adds ``n_trials`` trials to the shared study."""
+def fail_orphaned_trials(study) -> list[int]:
+    """Mark the study's RUNNING trials failed: call only when no process can still be running one (the
+    comparison's own SQLite study, under the output folder's lock). Returns their numbers."""
+    optuna = require("optuna", "the comparison's tuning")
+    failed = []
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        study._storage.set_trial_state_values(t._trial_id, state=optuna.trial.TrialState.FAIL)
+        failed.append(t.number)
+    return failed
+
+
+def _capped(config: CompareConfig, objective):
+    """``objective`` that starts only while fewer than ``config.trials`` trials are complete or running ahead
+    of it: several processes on one study never overshoot ``--trials`` (an extra trial is pruned unrun)."""
+    optuna = require("optuna", "the comparison's tuning")
+    live = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING)
+
+    def capped(trial) -> float:
+        ahead = [t for t in trial.study.get_trials(deepcopy=False, states=live) if t.number < trial.number]
+        if len(ahead) >= config.trials:
+            trial.study.stop()
+            raise optuna.TrialPruned(f"the study already has {config.trials} trials")
+        return objective(trial)
+
+    return capped
+
+
+def run_worker(config_dict: dict[str, Any], optimizer: str, n_trials: int, worker: int = 0,
+               url: str | None = None) -> None:
+    """One tuning worker (a process): adds up to ``n_trials`` trials to the shared study, stopping once it
+    holds ``config.trials`` complete ones (optuna's ``MaxTrialsCallback``)."""
+    optuna = require("optuna", "the comparison's tuning")
     config = CompareConfig(**config_dict)
-    study = _load_study(config, optimizer, worker)
-    study.optimize(_objective(config, optimizer), n_trials=n_trials)
+    study = _load_study(config, optimizer, worker, url)
+    study.optimize(_capped(config, _objective(config, optimizer)), n_trials=n_trials,
+                   callbacks=[optuna.study.MaxTrialsCallback(config.trials,
+                                                              states=(optuna.trial.TrialState.COMPLETE,))])
 
 
-def tune(config: CompareConfig, optimizer: str) -> Any:
+def _worker_failure(optimizer: str, failed: list[tuple[int, Any]]) -> ChildProcessError:
+    parts = []
+    for worker, proc in failed:
+        code = proc.exitcode
+        if code is not None and code < 0:
+            try:
+                how = f"was killed by signal {signal.Signals(-code).name}"
+            except ValueError:
+                how = f"was killed by signal {-code}"
+        else:
+            how = f"failed with exit code {code}"
+        parts.append(f"tuning worker {worker} for {optimizer} (pid {proc.pid}) {how}")
+    return ChildProcessError(f"{'; '.join(parts)}; the trials finished so far are kept in the study — run the same "
+                             "command again to continue it")
+
+
+def tune(config: CompareConfig, optimizer: str, url: str | None = None, *, own_study: bool = False) -> Any:
     """Bring the optimizer's study up to ``config.trials`` complete trials (resuming what is stored), split
-    over ``config.workers`` processes."""
-    study = _load_study(config, optimizer)
+    over ``config.workers`` processes. ``own_study``: no other process can be using the study (the output
+    folder's lock is held and the storage is its SQLite file), so trials left RUNNING by a killed run are
+    marked failed at once (other storages rely on Optuna's heartbeat)."""
+    url = url or config.storage_url()
+    study = _load_study(config, optimizer, url=url)
+    if own_study:
+        fail_orphaned_trials(study)
     missing = config.trials - _completed(study)
     if missing > 0:
         workers = min(config.workers, missing)
         shares = [missing // workers + (1 if w < missing % workers else 0) for w in range(workers)]
         if workers == 1:
-            run_worker(asdict(config), optimizer, missing)
+            run_worker(asdict(config), optimizer, missing, 0, url)
         else:
             ctx = mp.get_context("spawn")
-            procs = [ctx.Process(target=run_worker, args=(asdict(config), optimizer, n, w))
+            procs = [ctx.Process(target=run_worker, args=(asdict(config), optimizer, n, w, url))
                      for w, n in enumerate(shares)]
-            for p in procs:
-                p.start()
-            for p in procs:
-                p.join()
-            bad = [p.exitcode for p in procs if p.exitcode != 0]
-            if bad:
-                raise RuntimeError(f"{len(bad)} tuning worker(s) for {optimizer} failed (exit codes {bad})")
-    return _load_study(config, optimizer)
+            try:
+                for p in procs:
+                    p.start()
+                for p in procs:
+                    p.join()
+            finally:
+                for p in procs:
+                    if p.pid is not None and p.is_alive():
+                        p.kill()
+                        p.join()
+            failed = [(w, p) for w, p in enumerate(procs) if p.exitcode != 0]
+            if failed:
+                raise _worker_failure(optimizer, failed)
+    return _load_study(config, optimizer, url=url)
 
 
 def best_params(study, config: CompareConfig, optimizer: str) -> dict[str, Any]:
@@ -231,16 +395,20 @@ class CompareResult:
         return rows
 
 
-def compare(config: CompareConfig) -> CompareResult:
-    """Tune every optimizer, re-run the best setting with ``config.seeds`` seeds, write the report."""
+def compare(config: CompareConfig, write_to: str | os.PathLike | None = None) -> CompareResult:
+    """Tune every optimizer, re-run the best setting with ``config.seeds`` seeds, write the report (into
+    ``write_to`` when given — a staging folder that replaces ``config.out`` afterwards — else ``config.out``)."""
     from descentlab.lab.compare_report import write_report
+    from descentlab.outputs import write_text_atomically
 
     config.validate()
-    out = Path(config.out)
+    out = Path(write_to if write_to is not None else config.out)
     out.mkdir(parents=True, exist_ok=True)
+    write_text_atomically(out / IDENTITY_FILE, json.dumps(config.identity(), indent=1))
+    url = config.storage_url(out)
     result = CompareResult(config)
     for name in config.optimizers:
-        study = tune(config, name)
+        study = tune(config, name, url, own_study=config.storage is None)
         for t in study.trials:
             if t.value is not None:
                 result.trials.append({"optimizer": name, "trial": t.number, "value": t.value,

@@ -126,8 +126,9 @@ def _html(result, summary: list[dict[str, Any]], images: dict[str, str]) -> str:
 table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}
 th{{background:#f3f3f3}}img{{max-width:100%}}</style></head><body>
 <h1>Optimizers compared on {html.escape(cfg.dataset)} · {html.escape(cfg.model)}</h1>
-<p>Each optimizer was tuned on the validation split ({cfg.trials} trials of {', '.join(cfg.tune)};
-{cfg.budget} each, batch {cfg.batch_size}), then re-run at its best setting with {cfg.seeds} new seeds.
+<p>Each optimizer was tuned on the validation split ({html.escape(str(cfg.trials))} trials of
+{html.escape(', '.join(map(str, cfg.tune)))}; {html.escape(str(cfg.budget))} each, batch
+{html.escape(str(cfg.batch_size))}), then re-run at its best setting with {html.escape(str(cfg.seeds))} new seeds.
 Target: {html.escape(target)}. Study storage: {html.escape(cfg.storage or 'study.db (SQLite, this folder)')}.</p>
 {table}
 <h2>Validation curves</h2><img alt="validation curves with seed bands" src="data:image/png;base64,{images['curves.png']}">
