@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -57,5 +58,6 @@ def test_demo_end_to_end(tmp_path, capsys, browser):
     for name in ("ravine", "saddle", "rosenbrock"):
         assert (out / name / "report.html").exists() and (out / name / "race_tuned.png").exists()
     dom, errors = browser.dom(out / "index.html")
-    assert errors == [] and dom.count('href="') >= 3 and "digits" in dom
+    assert errors == [] and dom.count('href="') >= 3 and "digits" in dom and "lessons/index.html" in dom
+    assert json.loads((out / "lessons" / "lessons.json").read_text())[0]["id"] == "gd-modes"
     assert main(["demo", "--out", str(out)]) == 2  # an earlier demo is never overwritten

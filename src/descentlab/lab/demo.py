@@ -50,7 +50,8 @@ def _race_one(name: str, out: str, steps: int) -> tuple[str, str, float]:
 
 
 def run_demo(out: Path, *, steps: int = 500, workers: int = 2, log: Callable[[str], None] = print) -> Path:
-    """Write the demo into ``out``; the landscapes run in ``workers`` processes (both cores by default)."""
+    """Write the demo into ``out``: the lesson book first (``lessons/``), then the races and the real-data
+    comparison; the landscapes run in ``workers`` processes (both cores by default)."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
@@ -59,6 +60,12 @@ def run_demo(out: Path, *, steps: int = 500, workers: int = 2, log: Callable[[st
     out.mkdir(parents=True, exist_ok=True)
     with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
         futures = [pool.submit(_race_one, name, str(out), steps) for name in DEMO_LANDSCAPES]
+        from descentlab.lab.lessons import build_book
+
+        book = build_book(out / "lessons", "en", animate=False)
+        failed = [r.lesson.id for r in book if not r.holds]
+        log(f"lesson book: {len(book) - len(failed)} of {len(book)} claims hold"
+            + (f"; failing: {', '.join(failed)}" if failed else "") + f" — {out / 'lessons' / 'index.html'}")
         rows = real_data_comparison()
         for future in futures:
             heading, table_text, seconds = future.result()
@@ -85,6 +92,11 @@ def run_demo(out: Path, *, steps: int = 500, workers: int = 2, log: Callable[[st
 .card{{border:1px solid #ddd;padding:.5em 1em;margin:1em 0}}img{{max-width:100%}}
 table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 8px}}th{{background:#f3f3f3}}</style>
 </head><body><h1>descentlab demo</h1>
+<div class="card"><h2><a href="lessons/index.html">Start here: the lesson book</a></h2>
+<p>Every lesson of the lecture notes — batch / stochastic / mini-batch GD, batch size, exponentially weighted
+averages, bias correction, momentum, NAG, Adagrad, Adadelta, RMSProp, Adam, learning-rate decay, saddle points,
+local minima — as a claim checked on the defaults, with its pictures and numbers
+({sum(r.holds for r in book)} of {len(book)} claims hold in this run).</p></div>
 <p>Seven optimizers race from the same start with the same step budget, first at the registry's default rates,
 then each at its best rate on a 30-point log grid (fair tuning). Open a landscape for the interactive race,
 the animation and the metrics.</p>{cards}
