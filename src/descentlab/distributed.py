@@ -78,14 +78,25 @@ def check_timeout(timeout: Any, what: str = "timeout") -> float:
 
 
 @contextlib.contextmanager
-def process_group(rank: int, world_size: int, port: int, timeout: float | None = None):
-    """Join a gloo process group on 127.0.0.1:``port`` for the block (one CPU thread per rank).
+def process_group(rank: int, world_size: int, port: int | None, timeout: float | None = None,
+                  store_file: str | None = None):
+    """Join a gloo process group for the block (one CPU thread per rank), on loopback only.
 
+    The rendezvous is a file store at ``store_file`` (in a private folder: nothing listens on the network
+    for it) or, without one, a TCP store on 127.0.0.1:``port``; gloo's own connections between the ranks go
+    over the loopback interface (``GLOO_SOCKET_IFNAME=lo`` unless already set).
     ``timeout``: seconds a collective waits for the other ranks before it raises (torch's default, 30 min,
     when None) — what bounds a job whose rank hangs instead of dying."""
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    if sys.platform.startswith("linux"):
+        os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     limit = None if timeout is None else datetime.timedelta(seconds=check_timeout(timeout))
-    dist.init_process_group("gloo", rank=rank, world_size=world_size, timeout=limit)
+    if store_file is not None:
+        store = dist.FileStore(store_file, world_size)
+        dist.init_process_group("gloo", store=store, rank=rank, world_size=world_size,
+                                **({"timeout": limit} if limit is not None else {}))
+    else:
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+        dist.init_process_group("gloo", rank=rank, world_size=world_size, timeout=limit)
     try:
         torch.set_num_threads(1)
         yield
@@ -119,11 +130,11 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def _rank_entry(rank: int, world_size: int, port: int, timeout: float | None, parent: int, errors: str,
+def _rank_entry(rank: int, world_size: int, store_file: str, timeout: float | None, parent: int, errors: str,
                 fn: Callable[..., Any], args: tuple) -> None:
     _die_with_parent(parent)
     try:
-        with process_group(rank, world_size, port, timeout=timeout):
+        with process_group(rank, world_size, None, timeout=timeout, store_file=store_file):
             fn(rank, world_size, *args)
     except Exception:  # noqa: BLE001 - reported to the launcher, which names the rank
         path = Path(errors) / f"rank-{rank}.txt"
@@ -137,7 +148,8 @@ def _rank_entry(rank: int, world_size: int, port: int, timeout: float | None, pa
 def run_ranks(fn: Callable[..., Any], nproc: int, *args: Any, timeout: float | None = DEFAULT_TIMEOUT,
               on_start: Callable[[list[int]], None] | None = None, grace: float = 3.0) -> None:
     """Run ``fn(rank, world_size, *args)`` in ``nproc`` spawned processes joined in one gloo process group
-    (127.0.0.1, a free port, collective ``timeout`` in seconds); return when every rank has finished.
+    (rendezvous through a file store in a private temporary folder, gloo on loopback: nothing listens on
+    another interface; collective ``timeout`` in seconds); return when every rank has finished.
 
     If a rank dies (a signal, a non-zero exit) or raises, the others get ``grace`` seconds to stop on their
     own (a collective with a dead peer fails), are then terminated (SIGTERM, then SIGKILL), and
@@ -151,9 +163,9 @@ def run_ranks(fn: Callable[..., Any], nproc: int, *args: Any, timeout: float | N
     if timeout is not None:
         timeout = check_timeout(timeout)
     ctx = multiprocessing.get_context("spawn")
-    errors = Path(tempfile.mkdtemp(prefix="descentlab-ranks-"))
-    port = free_port()
-    procs = [ctx.Process(target=_rank_entry, args=(r, nproc, port, timeout, os.getpid(), str(errors), fn, args),
+    errors = Path(tempfile.mkdtemp(prefix="descentlab-ranks-"))  # private (mode 0700): reports and the store
+    store_file = str(errors / "rendezvous.store")
+    procs = [ctx.Process(target=_rank_entry, args=(r, nproc, store_file, timeout, os.getpid(), str(errors), fn, args),
                          name=f"descentlab-rank-{r}") for r in range(nproc)]
     try:
         for proc in procs:
