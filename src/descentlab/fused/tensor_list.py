@@ -167,6 +167,9 @@ class TensorList:
     def __neg__(self) -> TensorList:
         return TensorList(torch._foreach_neg(self.tensors))
 
+    def __add__(self, other: Any) -> TensorList:
+        return self.add(other)
+
     def __truediv__(self, other: Any) -> TensorList:
         return self.div(other)
 

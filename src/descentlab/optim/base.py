@@ -153,13 +153,17 @@ class RuleOptimizer(StateDictOptimizer):
                            "switched on after the first step; build a new optimizer instead")
 
     # -- the step ------------------------------------------------------------------------------
-    @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        """Perform one optimisation step; ``closure`` re-evaluates the model and returns the loss."""
+        """Perform one optimisation step; ``closure`` re-evaluates the model and returns the loss. The step runs
+        without autograd, or with it when the optimizer was built with ``differentiable=True`` (as torch)."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        with torch.set_grad_enabled(bool(self.defaults.get("differentiable", False))):
+            return self._step(loss)
+
+    def _step(self, loss: Any) -> Any:
         found_inf = getattr(self, "found_inf", None)
         if found_inf is not None and bool(found_inf):
             return loss  # GradScaler found inf/NaN: no parameter or state changes, the scale is lowered
@@ -225,7 +229,7 @@ class RuleOptimizer(StateDictOptimizer):
         plan = self.plan(group)
         params = group["params"]
         impl = group["impl"]
-        if impl != "reference" and not torch.compiler.is_compiling():
+        if impl != "reference" and not torch.compiler.is_compiling() and not group.get("differentiable"):
             fused = _fused_package()
             if impl in ("auto", "fused"):
                 params = fused.fused_cpu_step(self, group, plan, grad_inv_scale)  # one C call per dtype

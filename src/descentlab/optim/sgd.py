@@ -16,13 +16,17 @@ MOMENTUM_FORMS = ("sum", "ema")
 
 
 def check_torch_flags(group: dict[str, Any]) -> None:
-    """``foreach`` / ``fused`` are accepted as hints (descentlab picks its own path); ``differentiable``
-    and ``capturable`` cannot be honoured and are refused."""
+    """``foreach`` / ``fused`` are accepted as hints (descentlab picks its own path), validated as torch validates
+    them; ``differentiable=True`` makes the step take part in autograd (the reference loop, grad mode on);
+    ``capturable`` cannot be honoured yet and is refused."""
     for flag in ("foreach", "fused"):
         if flag in group and group[flag] is not None:
             check_bool(flag, group[flag])
-    check_unsupported_flag("differentiable", group.get("differentiable", False),
-                           "use torch.optim for differentiable optimizer steps")
+    if group.get("fused") and group.get("foreach"):
+        raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
+    if group.get("fused") and group.get("differentiable"):
+        raise RuntimeError("`fused` does not support `differentiable`")
+    check_bool("differentiable", group.get("differentiable", False))
     check_unsupported_flag("capturable", group.get("capturable", False),
                            "CUDA-graph capture is not available yet")
 

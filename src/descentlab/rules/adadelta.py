@@ -32,6 +32,6 @@ def adadelta(
     """One Adadelta step."""
     square_avg.mul_(rho).addcmul_(grad, grad, value=1 - rho)
     std = root_with_eps(square_avg, eps, eps_placement)
-    delta = root_with_eps(acc_delta, eps, eps_placement).div_(std).mul_(grad)
+    delta = root_with_eps(acc_delta, eps, eps_placement).div(std).mul_(grad)  # div: √'s output stays for autograd
     acc_delta.mul_(rho).addcmul_(delta, delta, value=1 - rho)
     param.add_(delta, alpha=-lr)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from descentlab.rules.common import EpsPlacement
+from descentlab.rules.common import EpsPlacement, maximum_
 from descentlab.rules.common import bias_correction as _bias_correction
 
 import torch
@@ -85,6 +85,6 @@ def amsgrad(
 ) -> None:
     """One AMSGrad step: the running maximum of the raw ``v`` replaces ``v``."""
     _update_moments(grad, exp_avg, exp_avg_sq, beta1, beta2)
-    torch.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
+    maximum_(max_exp_avg_sq, exp_avg_sq)
     _apply(param, exp_avg, max_exp_avg_sq, step=step, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
            eps_placement=eps_placement, bias_correction=bias_correction)

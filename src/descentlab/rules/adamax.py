@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from descentlab.rules.common import bias_correction as _bias_correction
+from descentlab.rules.common import maximum_
 
 
 def adamax(
@@ -32,5 +33,5 @@ def adamax(
 ) -> None:
     """One Adamax step."""
     exp_avg.lerp_(grad, 1 - beta1)
-    torch.maximum(exp_inf.mul_(beta2), grad.abs().add_(eps), out=exp_inf)
+    maximum_(exp_inf.mul_(beta2), grad.abs().add_(eps))
     param.addcdiv_(exp_avg, exp_inf, value=-(lr / _bias_correction(beta1, step)))

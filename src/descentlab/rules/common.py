@@ -57,4 +57,12 @@ def root_with_eps(x: Tensor, eps: float, placement: EpsPlacement) -> Tensor:
     """A new tensor ``√(x + ε)`` (``placement="inside"``) or ``√x + ε`` (``"outside"``)."""
     if placement == "inside":
         return x.add(eps).sqrt_()
-    return x.sqrt().add_(eps)
+    return x.sqrt() + eps  # not add_: √'s backward reads its output (differentiable steps)
+
+
+def maximum_(out: Tensor, other: Tensor) -> Tensor:
+    """``out ← max(out, other)`` in place. While autograd records the step (``differentiable=True``) the old
+    ``out`` is kept for the backward pass, since an ``out=`` op cannot be differentiated."""
+    if torch.is_grad_enabled() and isinstance(out, Tensor) and (out.requires_grad or other.requires_grad):
+        return out.copy_(torch.maximum(out.clone(), other))
+    return torch.maximum(out, other, out=out)
