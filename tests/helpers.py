@@ -122,3 +122,29 @@ def fused_count(opt) -> int:
     from descentlab.fused import cpu_step
 
     return cpu_step.fused_tensor_count(opt)
+
+
+# ---- dispatched operations ---------------------------------------------------------------------------------------
+
+def dispatched_per_step(make, tensors: int, size: int = 1000) -> int:
+    """ATen operations one ``step()`` dispatches (on a GPU each is a kernel launch), for ``make(params)`` over
+    ``tensors`` tensors of ``size`` elements, after two steps (so the state exists)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        count = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.count += 1
+            return func(*args, **(kwargs or {}))
+
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(size)) for _ in range(tensors)]
+    opt = make(params)
+    for _ in range(2):
+        for p in params:
+            p.grad = torch.randn(size)
+        opt.step()
+    with Count() as counter:
+        opt.step()
+    return counter.count

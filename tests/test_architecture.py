@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 import descentlab
 from descentlab.optim import REGISTRY
+from helpers import dispatched_per_step
 
 SRC = Path(descentlab.__file__).parent
 CLASS_NAMES = {spec.cls.__name__ for spec in REGISTRY.values()} | {"RuleOptimizer"}
@@ -47,27 +47,8 @@ def test_lower_floors_never_import_higher_ones(package, forbidden):
             assert not names & CLASS_NAMES, (path, names & CLASS_NAMES)
 
 
-class _CountOps(TorchDispatchMode):
-    def __init__(self) -> None:
-        super().__init__()
-        self.count = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.count += 1
-        return func(*args, **(kwargs or {}))
-
-
-def _dispatched_per_step(cls: type, tensors: int = 100) -> int:
-    torch.manual_seed(0)
-    params = [torch.nn.Parameter(torch.randn(1000)) for _ in range(tensors)]
-    opt = cls(params, lr=1e-3)
-    for _ in range(2):  # the first step creates the state (reference loop); count a later one
-        for p in params:
-            p.grad = torch.randn(1000)
-        opt.step()
-    with _CountOps() as counter:
-        opt.step()
-    return counter.count
+def _dispatched_per_step(cls, tensors: int = 100) -> int:
+    return dispatched_per_step(lambda params: cls(params, lr=1e-3), tensors)
 
 
 @pytest.mark.skipif(not (shutil.which("cc") or shutil.which("gcc")), reason="no C compiler: no C kernels")

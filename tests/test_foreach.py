@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 import descentlab
 from descentlab.fused.tensor_list import ScalarList, TensorList
 from descentlab.optim import REGISTRY
+from helpers import dispatched_per_step
 
 VARIANTS = [(name, variant) for name, spec in REGISTRY.items() for variant in spec.variants]
 SHAPES = [(5, 3), (3,), (), (7,), (0,)]
@@ -81,26 +81,8 @@ def test_foreach_with_grad_scaler_unscaling_and_wide_state_falls_back_exactly():
     assert float(qs[0].grad[0]) == 1.5  # unscaled in place, as GradScaler.unscale_ leaves it
 
 
-class _CountOps(TorchDispatchMode):
-    def __init__(self) -> None:
-        super().__init__()
-        self.count = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.count += 1
-        return func(*args, **(kwargs or {}))
-
-
 def _ops_per_step(make, tensors):
-    params = [torch.nn.Parameter(torch.randn(50)) for _ in range(tensors)]
-    opt = make(params)
-    for _ in range(2):
-        for p in params:
-            p.grad = torch.randn(50)
-        opt.step()
-    with _CountOps() as counter:
-        opt.step()
-    return counter.count
+    return dispatched_per_step(make, tensors, size=50)
 
 
 TWINS = [name for name, spec in REGISTRY.items() if spec.torch_equivalent is not None]
