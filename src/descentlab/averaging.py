@@ -37,6 +37,23 @@ def _check_bool(name: str, value: Any) -> bool:
     return value
 
 
+def _check_start(start: Any) -> str:
+    if not isinstance(start, str) or start not in EMA_STARTS:
+        raise ValueError(f"start must be one of {', '.join(repr(s) for s in EMA_STARTS)}; got {start!r}")
+    return start
+
+
+def _check_correction(bias_correction: Any, start: str) -> bool:
+    """``None`` → True for ``start="zero"``, False for ``"first"``; a True with ``"first"`` is refused."""
+    if bias_correction is None:
+        return start == "zero"
+    _check_bool("bias_correction", bias_correction)
+    if bias_correction and start == "first":
+        raise ValueError("bias_correction=True needs start='zero': an average that starts at the first weights "
+                         "has no bias towards 0 to correct")
+    return bool(bias_correction)
+
+
 class EMA:
     """A running exponentially weighted average of numbers or tensors.
 
@@ -180,13 +197,24 @@ def _accumulator_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.promote_types(dtype, torch.float32)
 
 
+#: ``WeightEMA(start=…)``: the average starts at ``"zero"`` (bias-corrected) or at the ``"first"`` weights.
+EMA_STARTS: tuple[str, ...] = ("zero", "first")
+
+
 class WeightEMA:
     """An exponentially weighted average of a model's parameters and floating-point buffers.
 
-    Call :meth:`update` after each ``optimizer.step()``. The average starts at **zero** and is
-    bias-corrected (``v_t / (1 − βᵗ)``), so early on it is a proper weighted mean of the weights seen —
-    unlike ``torch.optim.swa_utils.AveragedModel`` and ``torch_ema``, which start the average *at the
-    first weights* (no correction needed, but the initial weights keep weight βᵗ forever).
+    Call :meth:`update` after each ``optimizer.step()``. With ``θ_t`` the weights at the t-th update::
+
+        start="zero" (default):  v_0 = 0,    v_t = β v_{t−1} + (1 − β) θ_t,   average v_t / (1 − βᵗ)
+                                 (bias_correction=False: v_t itself)
+        start="first":           v_1 = θ_1,  v_t = β v_{t−1} + (1 − β) θ_t,   average v_t (no correction)
+
+    The default starts at **zero** and is bias-corrected, so early on it is a proper weighted mean of the
+    weights seen. ``start="first"`` is how Keras's ``use_ema=True`` (``ema_momentum`` = β) and
+    ``torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(β))`` (and ``torch_ema``)
+    compute it: the average starts *at the first weights* — no correction needed, but those weights keep weight
+    β^(t−1) forever; ``bias_correction`` must then be False (its default there).
     Integer buffers (e.g. BatchNorm's ``num_batches_tracked``) are neither averaged nor copied: they
     keep their live values. The average is kept in at least float32 (a bfloat16 / float16 model's
     ``β·v`` would round back to ``v`` for β close to 1 and never move) and cast to each tensor's
@@ -199,12 +227,14 @@ class WeightEMA:
     ...     pass  # evaluate here with the averaged weights; the live ones come back on exit
     """
 
-    def __init__(self, model: torch.nn.Module, beta: float = 0.999, *, bias_correction: bool = True) -> None:
+    def __init__(self, model: torch.nn.Module, beta: float = 0.999, *, bias_correction: bool | None = None,
+                 start: str = "zero") -> None:
         if not isinstance(model, torch.nn.Module):
             raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.model = model
         self.beta = _check_beta(beta)
-        self.bias_correction = _check_bool("bias_correction", bias_correction)
+        self.start = _check_start(start)
+        self.bias_correction = _check_correction(bias_correction, self.start)
         self.count = 0
         self._raw = {name: torch.zeros_like(t, dtype=_accumulator_dtype(t.dtype))
                      for name, t in self._tracked().items() if t.is_floating_point()}
@@ -217,9 +247,13 @@ class WeightEMA:
     @torch.no_grad()
     def update(self) -> None:
         """Fold the model's current weights into the average."""
+        first = self.start == "first" and self.count == 0
         for name, t in self._tracked().items():
             if name in self._raw:
-                self._raw[name].mul_(self.beta).add_(t.detach(), alpha=1.0 - self.beta)
+                if first:
+                    self._raw[name].copy_(t.detach())
+                else:
+                    self._raw[name].mul_(self.beta).add_(t.detach(), alpha=1.0 - self.beta)
         self.count += 1
 
     @torch.no_grad()
@@ -259,11 +293,12 @@ class WeightEMA:
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue the average."""
-        return {"beta": self.beta, "bias_correction": self.bias_correction, "count": self.count,
-                "raw": {k: v.clone() for k, v in self._raw.items()}}
+        return {"beta": self.beta, "bias_correction": self.bias_correction, "start": self.start,
+                "count": self.count, "raw": {k: v.clone() for k, v in self._raw.items()}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue an average saved by :meth:`state_dict` (tensor names and shapes must match)."""
+        """Continue an average saved by :meth:`state_dict` (tensor names and shapes must match; a state_dict
+        without ``start``, saved before the option existed, is a zero-start average)."""
         missing = {"beta", "bias_correction", "count", "raw"} - set(state)
         if missing:
             raise ValueError(f"not a WeightEMA state_dict: missing {sorted(missing)}")
@@ -274,7 +309,8 @@ class WeightEMA:
                 raise ValueError(f"WeightEMA state_dict: {name} has shape {tuple(value.shape)}, "
                                  f"the model's is {tuple(self._raw[name].shape)}")
         self.beta = _check_beta(state["beta"])
-        self.bias_correction = _check_bool("bias_correction", state["bias_correction"])
+        self.start = _check_start(state.get("start", "zero"))
+        self.bias_correction = _check_correction(state["bias_correction"], self.start)
         self.count = int(state["count"])
         self._raw = {k: copy.deepcopy(v).to(device=self._raw[k].device, dtype=self._raw[k].dtype)
                      for k, v in state["raw"].items()}

@@ -21,7 +21,7 @@ class Adadelta(RuleOptimizer):
     Symbols: ``η`` = ``lr``, ``γ`` = ``rho``, ``G`` = ``state["square_avg"]``,
     ``H`` = ``state["acc_delta"]`` (both start at 0), ``λ`` = ``weight_decay``::
 
-        g ← −g if maximize;   g ← g + λ w
+        g ← −g if maximize;   g ← g + λ w   (decoupled_weight_decay=True: w ← w (1 − η λ) instead, as Keras)
         G ← γ G + (1 − γ) g²
         Δ = RMS(H) / RMS(G) · g
         H ← γ H + (1 − γ) Δ²
@@ -42,7 +42,7 @@ class Adadelta(RuleOptimizer):
         True
     """
 
-    extra_options = ("eps_placement",)
+    extra_options = ("eps_placement", "decoupled_weight_decay")
 
     def __init__(
         self,
@@ -57,13 +57,15 @@ class Adadelta(RuleOptimizer):
         maximize: bool = False,
         differentiable: bool = False,
         eps_placement: str = "inside",
+        decoupled_weight_decay: bool = False,
         impl: str = "auto",
         nonfinite: str = "ignore",
         state_dtype: torch.dtype | None = None,
     ) -> None:
         defaults = dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize,
                         capturable=capturable, foreach=foreach, differentiable=differentiable,
-                        eps_placement=eps_placement, impl=impl, nonfinite=nonfinite,
+                        eps_placement=eps_placement, decoupled_weight_decay=decoupled_weight_decay, impl=impl,
+                        nonfinite=nonfinite,
                         state_dtype=state_dtype)
         super().__init__(params, defaults)
 
@@ -74,6 +76,7 @@ class Adadelta(RuleOptimizer):
         check_range("weight_decay", group["weight_decay"])
         check_bool("maximize", group["maximize"])
         check_choice("eps_placement", group["eps_placement"], EPS_PLACEMENTS)
+        check_bool("decoupled_weight_decay", group["decoupled_weight_decay"])
         check_torch_flags(group)
 
     def _init_state(self, param: Tensor, group: dict[str, Any], state: dict[str, Any]) -> None:
@@ -85,4 +88,5 @@ class Adadelta(RuleOptimizer):
         return StepPlan(adadelta, ("square_avg", "acc_delta"),
                         dict(lr=float(group["lr"]), rho=group["rho"], eps=group["eps"],
                              eps_placement=group["eps_placement"]),
-                        maximize=group["maximize"], weight_decay=group["weight_decay"], counts_steps=True)
+                        maximize=group["maximize"], weight_decay=group["weight_decay"],
+                        decoupled=group["decoupled_weight_decay"], counts_steps=True)

@@ -21,7 +21,7 @@ class Adagrad(RuleOptimizer):
     Symbols: ``η`` = ``lr``, ``G`` = ``state["sum"]`` (starts at ``initial_accumulator_value``),
     ``t`` = ``state["step"]``, ``λ`` = ``weight_decay``::
 
-        g ← −g if maximize;   g ← g + λ w
+        g ← −g if maximize;   g ← g + λ w   (decoupled_weight_decay=True: w ← w (1 − η λ) instead, as Keras)
         η_t = η / (1 + (t − 1) lr_decay)
         G ← G + g²
         w ← w − η_t g / D,      D = √G + ε   (eps_placement="outside", PyTorch; default)
@@ -41,7 +41,7 @@ class Adagrad(RuleOptimizer):
         tensor([ 0.9000, -0.9000])
     """
 
-    extra_options = ("eps_placement",)
+    extra_options = ("eps_placement", "decoupled_weight_decay")
 
     def __init__(
         self,
@@ -57,6 +57,7 @@ class Adagrad(RuleOptimizer):
         differentiable: bool = False,
         fused: bool | None = None,
         eps_placement: str = "outside",
+        decoupled_weight_decay: bool = False,
         impl: str = "auto",
         nonfinite: str = "ignore",
         state_dtype: torch.dtype | None = None,
@@ -64,7 +65,8 @@ class Adagrad(RuleOptimizer):
         defaults = dict(lr=lr, lr_decay=lr_decay, eps=eps, weight_decay=weight_decay,
                         initial_accumulator_value=initial_accumulator_value, foreach=foreach,
                         maximize=maximize, differentiable=differentiable, fused=fused,
-                        eps_placement=eps_placement, impl=impl, nonfinite=nonfinite,
+                        eps_placement=eps_placement, decoupled_weight_decay=decoupled_weight_decay, impl=impl,
+                        nonfinite=nonfinite,
                         state_dtype=state_dtype)
         super().__init__(params, defaults)
         for group in self.param_groups:
@@ -79,6 +81,7 @@ class Adagrad(RuleOptimizer):
         check_range("eps", group["eps"])
         check_bool("maximize", group["maximize"])
         check_choice("eps_placement", group["eps_placement"], EPS_PLACEMENTS)
+        check_bool("decoupled_weight_decay", group["decoupled_weight_decay"])
         check_torch_flags(group)
 
     def _init_state(self, param: Tensor, group: dict[str, Any], state: dict[str, Any]) -> None:
@@ -90,4 +93,5 @@ class Adagrad(RuleOptimizer):
     def plan(self, group: dict[str, Any]) -> StepPlan:
         return StepPlan(adagrad, ("sum",), dict(lr=float(group["lr"]), lr_decay=group["lr_decay"], eps=group["eps"],
                                                 eps_placement=group["eps_placement"]),
-                        maximize=group["maximize"], weight_decay=group["weight_decay"], counts_steps=True)
+                        maximize=group["maximize"], weight_decay=group["weight_decay"],
+                        decoupled=group["decoupled_weight_decay"], counts_steps=True)

@@ -25,6 +25,7 @@ class Momentum(RuleOptimizer):
         form="ema" (default):  v ← β v + (1 − β) g;   w ← w − η v            (Ng's lectures)
            with bias_correction=True:                 w ← w − η v / (1 − β^t)
         form="sum":            a ← β a + g;           w ← w − η a            (torch.optim.SGD)
+        decoupled_weight_decay=True:  w ← w (1 − η λ) before the step, in place of g ← g + λ w
 
     Conventions: the two forms give the same trajectory when ``η_sum = η_ema (1 − β)``.
     ``form="sum"`` equals ``torch.optim.SGD(lr, momentum=β)``; bias correction exists only for the
@@ -40,7 +41,7 @@ class Momentum(RuleOptimizer):
         0.98
     """
 
-    extra_options = ()
+    extra_options = ("decoupled_weight_decay",)
 
     def __init__(
         self,
@@ -51,14 +52,15 @@ class Momentum(RuleOptimizer):
         form: str = "ema",
         bias_correction: bool = False,
         weight_decay: float = 0.0,
+        decoupled_weight_decay: bool = False,
         maximize: bool = False,
         impl: str = "auto",
         nonfinite: str = "ignore",
         state_dtype: torch.dtype | None = None,
     ) -> None:
         defaults = dict(lr=lr, beta=beta, form=form, bias_correction=bias_correction,
-                        weight_decay=weight_decay, maximize=maximize, impl=impl, nonfinite=nonfinite,
-                        state_dtype=state_dtype)
+                        weight_decay=weight_decay, decoupled_weight_decay=decoupled_weight_decay, maximize=maximize,
+                        impl=impl, nonfinite=nonfinite, state_dtype=state_dtype)
         super().__init__(params, defaults)
 
     def _validate(self, group: dict[str, Any]) -> None:
@@ -67,6 +69,7 @@ class Momentum(RuleOptimizer):
         check_range("weight_decay", group["weight_decay"])
         form = check_choice("form", group["form"], MOMENTUM_FORMS)
         check_bool("bias_correction", group["bias_correction"])
+        check_bool("decoupled_weight_decay", group["decoupled_weight_decay"])
         check_bool("maximize", group["maximize"])
         if group["bias_correction"] and form != "ema":
             raise ValueError("bias_correction=True requires form='ema' (the sum form is not an average)")
@@ -76,7 +79,8 @@ class Momentum(RuleOptimizer):
         state["momentum_buffer"] = torch.zeros_like(param, memory_format=torch.preserve_format)
 
     def plan(self, group: dict[str, Any]) -> StepPlan:
-        common = dict(maximize=group["maximize"], weight_decay=group["weight_decay"], counts_steps=True)
+        common = dict(maximize=group["maximize"], weight_decay=group["weight_decay"],
+                      decoupled=group["decoupled_weight_decay"], counts_steps=True)
         if group["form"] == "sum":
             return StepPlan(heavy_ball, ("momentum_buffer",), dict(lr=float(group["lr"]), momentum=group["beta"],
                             dampening=0.0, nesterov=False, first_step=False), **common)
@@ -91,7 +95,7 @@ class Nesterov(RuleOptimizer):
     ``u_t = w_t − η β a_t`` itself. With ``g = ∇L(u_t)``, ``η`` = ``lr``, ``β`` = ``beta`` and state
     ``a`` = ``momentum_buffer`` (starts at 0)::
 
-        g ← g + λ w
+        g ← g + λ w                    (decoupled_weight_decay=True: u ← u (1 − η λ) instead)
         a ← β a + g
         u ← u − η (g + β a)
 
@@ -108,17 +112,20 @@ class Nesterov(RuleOptimizer):
         (0.62, 0.8)
     """
 
+    extra_options = ("decoupled_weight_decay",)
+
     def __init__(self, params: Any, lr: float | Tensor, beta: float = 0.9, *, weight_decay: float = 0.0,
-                 maximize: bool = False, impl: str = "auto", nonfinite: str = "ignore",
-                 state_dtype: torch.dtype | None = None) -> None:
-        defaults = dict(lr=lr, beta=beta, weight_decay=weight_decay, maximize=maximize, impl=impl,
-                        nonfinite=nonfinite, state_dtype=state_dtype)
+                 decoupled_weight_decay: bool = False, maximize: bool = False, impl: str = "auto",
+                 nonfinite: str = "ignore", state_dtype: torch.dtype | None = None) -> None:
+        defaults = dict(lr=lr, beta=beta, weight_decay=weight_decay, decoupled_weight_decay=decoupled_weight_decay,
+                        maximize=maximize, impl=impl, nonfinite=nonfinite, state_dtype=state_dtype)
         super().__init__(params, defaults)
 
     def _validate(self, group: dict[str, Any]) -> None:
         check_range("lr", group["lr"])
         check_range("beta", group["beta"], 0.0, 1.0)
         check_range("weight_decay", group["weight_decay"])
+        check_bool("decoupled_weight_decay", group["decoupled_weight_decay"])
         check_bool("maximize", group["maximize"])
 
     def _init_state(self, param: Tensor, group: dict[str, Any], state: dict[str, Any]) -> None:
@@ -127,7 +134,8 @@ class Nesterov(RuleOptimizer):
     def plan(self, group: dict[str, Any]) -> StepPlan:
         return StepPlan(heavy_ball, ("momentum_buffer",), dict(lr=float(group["lr"]), momentum=group["beta"],
                         dampening=0.0, nesterov=True, first_step=False),
-                        maximize=group["maximize"], weight_decay=group["weight_decay"])
+                        maximize=group["maximize"], weight_decay=group["weight_decay"],
+                        decoupled=group["decoupled_weight_decay"])
 
     @torch.no_grad()
     def textbook_iterate(self, param: Tensor) -> Tensor:

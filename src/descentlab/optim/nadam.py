@@ -15,6 +15,10 @@ from descentlab.rules.plan import StepPlan
 from descentlab.rules.nadam import nadam
 
 
+#: ``mu_product_dtype``: ``None`` (PyTorch's scalar dtype) or a dtype for the running product ``Π``.
+MU_PRODUCT_DTYPES: tuple[Any, ...] = (None, torch.float32, torch.float64)
+
+
 class NAdam(RuleOptimizer):
     r"""NAdam (Dozat 2016) — a drop-in for ``torch.optim.NAdam``.
 
@@ -28,7 +32,11 @@ class NAdam(RuleOptimizer):
         D = √v̂ + ε (eps_placement="outside", PyTorch; default)  or  √(v̂ + ε) ("inside")
         w ← w − η (1 − μ_t)/(1 − Π) · g/D − η μ_{t+1}/(1 − Π μ_{t+1}) · m/D
 
-    Conventions: ``decoupled_weight_decay=True`` gives NAdamW, as in PyTorch.
+    Conventions: ``decoupled_weight_decay=True`` gives NAdamW, as in PyTorch. ``momentum_decay=math.inf`` makes
+    ``μ_t = β₁`` for every t (``Π = β₁^t``): optax's ``nadam`` (``adam(nesterov=True)``). Keras 3's ``Nadam`` is
+    ``momentum_decay=1.0`` (its ``0.96^t``). ``mu_product_dtype=torch.float64`` keeps ``Π`` in float64 (as Keras
+    keeps it in the variables' dtype); the default ``None`` keeps PyTorch's scalar dtype (float32 unless the
+    default dtype is float64), whose rounding ``1 − Π`` amplifies (≈ 1e-8 relative against a float64 Π).
 
     Example::
 
@@ -40,7 +48,7 @@ class NAdam(RuleOptimizer):
         True
     """
 
-    extra_options = ("eps_placement",)
+    extra_options = ("eps_placement", "mu_product_dtype")
 
     def __init__(
         self,
@@ -57,13 +65,15 @@ class NAdam(RuleOptimizer):
         capturable: bool = False,
         differentiable: bool = False,
         eps_placement: str = "outside",
+        mu_product_dtype: torch.dtype | None = None,
         impl: str = "auto",
         nonfinite: str = "ignore",
         state_dtype: torch.dtype | None = None,
     ) -> None:
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, momentum_decay=momentum_decay,
                         decoupled_weight_decay=decoupled_weight_decay, maximize=maximize, foreach=foreach,
-                        capturable=capturable, differentiable=differentiable, eps_placement=eps_placement, impl=impl, nonfinite=nonfinite,
+                        capturable=capturable, differentiable=differentiable, eps_placement=eps_placement,
+                        mu_product_dtype=mu_product_dtype, impl=impl, nonfinite=nonfinite,
                         state_dtype=state_dtype)
         super().__init__(params, defaults)
 
@@ -72,7 +82,13 @@ class NAdam(RuleOptimizer):
         check_betas(group["betas"])
         check_range("eps", group["eps"])
         check_range("weight_decay", group["weight_decay"])
-        check_range("momentum_decay", group["momentum_decay"])
+        psi = group["momentum_decay"]
+        if not (isinstance(psi, (int, float)) and not isinstance(psi, bool) and psi >= 0):  # NaN fails psi >= 0
+            raise ValueError(f"momentum_decay must be in [0, inf] (inf: the constant μ = β₁ of optax's nadam), "
+                             f"got {psi!r}")
+        if group.get("mu_product_dtype") not in MU_PRODUCT_DTYPES:
+            raise ValueError(f"mu_product_dtype must be one of None, torch.float32, torch.float64, got "
+                             f"{group.get('mu_product_dtype')!r}")
         check_bool("decoupled_weight_decay", group["decoupled_weight_decay"])
         check_bool("maximize", group["maximize"])
         check_choice("eps_placement", group["eps_placement"], EPS_PLACEMENTS)
@@ -80,7 +96,7 @@ class NAdam(RuleOptimizer):
 
     def _init_state(self, param: Tensor, group: dict[str, Any], state: dict[str, Any]) -> None:
         state["step"] = new_step_counter()
-        state["mu_product"] = torch.tensor(1.0, dtype=scalar_dtype())
+        state["mu_product"] = torch.tensor(1.0, dtype=group["mu_product_dtype"] or scalar_dtype())
         state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
         state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
 
@@ -91,3 +107,16 @@ class NAdam(RuleOptimizer):
                              momentum_decay=group["momentum_decay"], eps_placement=group["eps_placement"]),
                         maximize=group["maximize"], weight_decay=group["weight_decay"],
                         decoupled=group["decoupled_weight_decay"], counts_steps=True, extra=("mu_product",))
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """As torch loads it, except that ``Π`` keeps the saved precision where ``mu_product_dtype`` names one
+        (torch's loader casts every floating state entry to the parameter's dtype)."""
+        super().load_state_dict(state_dict)
+        for saved, group in zip(state_dict["param_groups"], self.param_groups):
+            dtype = group.get("mu_product_dtype")
+            if dtype is None:
+                continue
+            for saved_id, param in zip(saved["params"], group["params"]):
+                entry = state_dict["state"].get(saved_id)
+                if entry and isinstance(entry.get("mu_product"), Tensor):
+                    self.state[param]["mu_product"] = entry["mu_product"].to(dtype=dtype, copy=True)

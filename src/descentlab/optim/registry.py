@@ -1,4 +1,5 @@
-"""The one registry table: name → optimizer class, defaults, variants and bad inputs.
+"""The one registry table: name → optimizer class, defaults, variants and bad inputs; and the presets that
+reproduce other libraries' optimizers (Keras 3, optax, PyTorch) by name.
 
 Tests, the lab and the CLI all read this table, so a new optimizer is one new row.
 """
@@ -6,6 +7,7 @@ Tests, the lab and the CLI all read this table, so a new optimizer is one new ro
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -209,5 +211,149 @@ def get_spec(name: str) -> OptimizerSpec:
 
 
 def create_optimizer(name: str, params: Iterable[Any], **options: Any) -> Optimizer:
-    """Build registry optimizer ``name`` over ``params`` (row defaults, overridden by ``options``)."""
+    """Build registry optimizer ``name`` over ``params`` (row defaults, overridden by ``options``); a preset name
+    (``"keras-adam"``, ``"optax-nadam"``, …, see :data:`PRESETS`) builds that preset instead."""
+    key = name.lower() if isinstance(name, str) else name
+    if key not in REGISTRY and key in PRESETS:
+        return PRESETS[key].build(params, **options)
     return get_spec(name).build(params, **options)
+
+
+# -- presets: other libraries' optimizers, defaults included -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Preset:
+    """One other library's optimizer as a descentlab class with every option — defaults included — that
+    reproduces it (tests/test_conventions_keras.py, tests/test_conventions_optax.py: float64, 60 steps, with
+    and without a schedule, within 1e-12 relative).
+
+    Attributes:
+        library: ``"keras"`` (Keras 3), ``"optax"`` or ``"torch"``.
+        name: the library's own name (``"Adam"``, ``"nadamw"``).
+        optimizer: the registry row it is built from (its class).
+        options: the descentlab options; overrides passed to :meth:`build` replace them (descentlab's names).
+        requires_lr: the library has no default learning rate (optax), so ``lr`` must be passed.
+        note: what a user of the library should know (a convention, a quirk).
+    """
+
+    library: str
+    name: str
+    optimizer: str
+    options: dict[str, Any] = field(default_factory=dict)
+    requires_lr: bool = False
+    note: str = ""
+
+    @property
+    def key(self) -> str:
+        """``"<library>-<name>"`` in lower case: the name ``create_optimizer`` and ``preset`` accept."""
+        return f"{self.library}-{self.name}".lower()
+
+    def build(self, params: Iterable[Any], **overrides: Any) -> Optimizer:
+        """The configured optimizer over ``params``; ``overrides`` (descentlab's option names) win."""
+        if self.requires_lr and "lr" not in overrides:
+            raise ValueError(f"preset {self.key!r}: {self.library}.{self.name} has no default learning rate; "
+                             "pass lr=…")
+        return REGISTRY[self.optimizer].cls(params, **{**self.options, **overrides})
+
+
+_KERAS_EPS = 1e-7
+_KERAS_DECAY = {"decoupled_weight_decay": True}  # Keras's weight_decay: w ← w − ηλw before every rule
+_BETAS = (0.9, 0.999)
+
+PRESETS: dict[str, Preset] = {
+    p.key: p
+    for p in [
+        # Keras 3 (keras.optimizers.*): defaults of keras 3.x
+        Preset("keras", "SGD", "sgd", {"lr": 0.01, "momentum": 0.0, "nesterov": False, "lr_in_buffer": True,
+                                       **_KERAS_DECAY},
+               note="momentum m ← βm − η_t g holds the rate: lr_in_buffer=True"),
+        Preset("keras", "RMSprop", "rmsprop", {"lr": 1e-3, "alpha": 0.9, "momentum": 0.0, "eps": _KERAS_EPS,
+                                               "centered": False, "eps_placement": "inside", "lr_in_buffer": True,
+                                               **_KERAS_DECAY},
+               note="ε inside the root; the momentum buffer holds the rate"),
+        Preset("keras", "Adam", "adam", {"lr": 1e-3, "betas": _BETAS, "eps": _KERAS_EPS, "amsgrad": False,
+                                         "efficient_form": True, **_KERAS_DECAY},
+               note="the paper's efficient form: ε is ε̂, added to √v; amsgrad=True takes the maximum of the raw v"),
+        Preset("keras", "AdamW", "adamw", {"lr": 1e-3, "betas": _BETAS, "eps": _KERAS_EPS, "weight_decay": 0.004,
+                                           "amsgrad": False, "efficient_form": True},
+               note="Keras's Adam form with decoupled decay λ = 0.004"),
+        Preset("keras", "Nadam", "nadam", {"lr": 1e-3, "betas": _BETAS, "eps": _KERAS_EPS, "momentum_decay": 1.0,
+                                           "mu_product_dtype": torch.float64, **_KERAS_DECAY},
+               note="μ_t = β₁(1 − ½·0.96ᵗ): PyTorch's form with momentum_decay = 1 (undocumented in Keras); Π in "
+                    "float64"),
+        Preset("keras", "Adagrad", "adagrad", {"lr": 1e-3, "initial_accumulator_value": 0.1, "eps": _KERAS_EPS,
+                                               "eps_placement": "inside", **_KERAS_DECAY},
+               note="G starts at 0.1, ε inside the root"),
+        Preset("keras", "Adadelta", "adadelta", {"lr": 1e-3, "rho": 0.95, "eps": _KERAS_EPS,
+                                                 "eps_placement": "inside", **_KERAS_DECAY},
+               note="η = 1e-3, not the pure algorithm's 1"),
+        Preset("keras", "Adamax", "adamax", {"lr": 1e-3, "betas": _BETAS, "eps": _KERAS_EPS,
+                                             "eps_placement": "outside", **_KERAS_DECAY},
+               note="u ← max(β₂u, |g|), ε added to u in the denominator"),
+        # optax (optax.*): learning_rate has no default
+        Preset("optax", "sgd", "sgd", {"momentum": 0.0, "nesterov": False}, requires_lr=True,
+               note="optax.trace is PyTorch's sum form (the rate outside the buffer)"),
+        Preset("optax", "rmsprop", "rmsprop", {"alpha": 0.9, "eps": 1e-8, "eps_placement": "inside",
+                                               "initial_scale": 0.0, "centered": False, "momentum": 0.0,
+                                               "nesterov": False, "lr_in_buffer": True}, requires_lr=True,
+               note="decay = alpha; momentum (optax.trace after the rate) holds the rate; nesterov and "
+                    "initial_scale as optax's"),
+        Preset("optax", "adam", "adam", {"betas": _BETAS, "eps": 1e-8}, requires_lr=True,
+               note="PyTorch's form (eps_root = 0)"),
+        Preset("optax", "adamw", "adamw", {"betas": _BETAS, "eps": 1e-8, "weight_decay": 1e-4}, requires_lr=True,
+               note="decoupled decay λ = 1e-4, scaled by the rate"),
+        Preset("optax", "amsgrad", "adam", {"betas": _BETAS, "eps": 1e-8, "amsgrad": True,
+                                            "amsgrad_max": "corrected"}, requires_lr=True,
+               note="the running maximum of the bias-corrected v̂"),
+        Preset("optax", "nadam", "nadam", {"betas": _BETAS, "eps": 1e-8, "momentum_decay": math.inf,
+                                           "mu_product_dtype": torch.float64}, requires_lr=True,
+               note="adam(nesterov=True): constant μ = β₁, i.e. momentum_decay = inf"),
+        Preset("optax", "nadamw", "nadam", {"betas": _BETAS, "eps": 1e-8, "momentum_decay": math.inf,
+                                            "mu_product_dtype": torch.float64, "weight_decay": 1e-4,
+                                            "decoupled_weight_decay": True}, requires_lr=True,
+               note="nadam with decoupled decay λ = 1e-4"),
+        Preset("optax", "adagrad", "adagrad", {"initial_accumulator_value": 0.1, "eps": 1e-7,
+                                               "eps_placement": "inside"}, requires_lr=True,
+               note="G starts at 0.1, ε inside the root"),
+        Preset("optax", "adadelta", "adadelta", {"rho": 0.9, "eps": 1e-6, "eps_placement": "inside"},
+               requires_lr=True,
+               note="optax.adadelta(learning_rate=None) applies +Δ (it ascends): that is lr=1.0, maximize=True"),
+        Preset("optax", "adamax", "adamax", {"betas": _BETAS, "eps": 1e-8}, requires_lr=True,
+               note="PyTorch's form: ε inside the maximum"),
+        Preset("optax", "adamaxw", "adamax", {"betas": _BETAS, "eps": 1e-8, "weight_decay": 1e-4,
+                                              "decoupled_weight_decay": True}, requires_lr=True,
+               note="adamax with decoupled decay λ = 1e-4"),
+        # PyTorch (torch.optim.*): descentlab's torch-named classes keep torch's defaults
+        *(Preset("torch", cls_name, row, note="the class's own defaults are torch's")
+          for cls_name, row in [("SGD", "sgd"), ("RMSprop", "rmsprop"), ("Adam", "adam"), ("AdamW", "adamw"),
+                                ("NAdam", "nadam"), ("Adagrad", "adagrad"), ("Adadelta", "adadelta"),
+                                ("Adamax", "adamax")]),
+    ]
+}
+
+
+def preset_names() -> list[str]:
+    """Preset names (``"keras-adam"``, …) in table order."""
+    return list(PRESETS)
+
+
+def get_preset(library: str, name: str) -> Preset:
+    """The preset of ``library``'s optimizer ``name`` (case-insensitive); an unknown one raises ``ValueError``
+    listing the library's presets."""
+    key = f"{library}-{name}".lower() if isinstance(library, str) and isinstance(name, str) else None
+    if key in PRESETS:
+        return PRESETS[key]
+    libraries = sorted({p.library for p in PRESETS.values()})
+    if not isinstance(library, str) or library.lower() not in libraries:
+        raise ValueError(f"no presets for library {library!r}; libraries: {', '.join(libraries)}")
+    names = [p.name for p in PRESETS.values() if p.library == library.lower()]
+    close = suggest(str(name), [n.lower() for n in names])
+    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    raise ValueError(f"no preset {name!r} for {library.lower()}.{hint} Presets: {', '.join(names)}")
+
+
+def preset(library: str, name: str, params: Iterable[Any], **overrides: Any) -> Optimizer:
+    """``library``'s optimizer ``name`` over ``params``, configured to reproduce it exactly (defaults included);
+    ``overrides`` use descentlab's option names. ``preset("keras", "Adam", model.parameters())``."""
+    return get_preset(library, name).build(params, **overrides)

@@ -10,6 +10,7 @@ from torch import Tensor
 from descentlab.optim.base import RuleOptimizer
 from descentlab.optim.validation import check_bool, check_choice, check_range, check_unsupported_flag
 from descentlab.rules.plan import StepPlan
+from descentlab.rules.momentum_lr_inside import heavy_ball_lr_inside
 from descentlab.rules.sgd import ema_momentum, heavy_ball, sgd
 
 MOMENTUM_FORMS = ("sum", "ema")
@@ -42,10 +43,15 @@ class SGD(RuleOptimizer):
         sum form:     a ← β a + (1 − d) g   (a ← g on the first step);   w ← w − η a
         nesterov:     w ← w − η (g + β a)   in place of the line above
         ema form:     v ← β v + (1 − β) g   (v starts at 0);   w ← w − η v
+        lr_in_buffer: b ← β b + η g   (b starts at 0);   w ← w − b   (nesterov: w ← w − (β b + η g))
+        decoupled_weight_decay:  w ← w (1 − η λ) before the step, in place of g ← g + λ w
 
     Conventions: ``momentum_form="sum"`` (default) is PyTorch's accumulation form; ``"ema"`` is the
     lecture notes' (Ng) average, which equals the sum form with rate ``η(1 − β)``. PyTorch's
     ``dampening=β`` is *not* the ema form: PyTorch sets ``a ← g`` on the first step.
+    ``lr_in_buffer=True`` is Keras's ``SGD`` (``m ← βm − η_t g; w ← w + m``, with ``m = −b``): equal to the sum
+    form at a constant rate, different once a schedule changes η (each gradient keeps the rate it came with).
+    Keras applies its ``weight_decay`` decoupled: ``decoupled_weight_decay=True``.
     ``foreach`` and ``fused`` are accepted for compatibility; descentlab chooses its own path.
 
     Example::
@@ -58,7 +64,7 @@ class SGD(RuleOptimizer):
         tensor([ 0.8000, -1.6000])
     """
 
-    extra_options = ("momentum_form",)
+    extra_options = ("momentum_form", "lr_in_buffer", "decoupled_weight_decay")
     complex_as_real = False  # torch.optim.SGD steps complex tensors in complex arithmetic
 
     def __init__(
@@ -75,13 +81,16 @@ class SGD(RuleOptimizer):
         differentiable: bool = False,
         fused: bool | None = None,
         momentum_form: str = "sum",
+        lr_in_buffer: bool = False,
+        decoupled_weight_decay: bool = False,
         impl: str = "auto",
         nonfinite: str = "ignore",
         state_dtype: torch.dtype | None = None,
     ) -> None:
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                         nesterov=nesterov, maximize=maximize, foreach=foreach,
-                        differentiable=differentiable, fused=fused, momentum_form=momentum_form, impl=impl, nonfinite=nonfinite,
+                        differentiable=differentiable, fused=fused, momentum_form=momentum_form, lr_in_buffer=lr_in_buffer,
+                        decoupled_weight_decay=decoupled_weight_decay, impl=impl, nonfinite=nonfinite,
                         state_dtype=state_dtype)
         super().__init__(params, defaults)
 
@@ -93,6 +102,8 @@ class SGD(RuleOptimizer):
         check_bool("nesterov", group["nesterov"])
         check_bool("maximize", group["maximize"])
         form = check_choice("momentum_form", group["momentum_form"], MOMENTUM_FORMS)
+        lr_in_buffer = check_bool("lr_in_buffer", group["lr_in_buffer"])
+        check_bool("decoupled_weight_decay", group["decoupled_weight_decay"])
         check_torch_flags(group)
         if group["nesterov"] and (momentum <= 0 or dampening != 0):
             raise ValueError(
@@ -101,6 +112,12 @@ class SGD(RuleOptimizer):
             )
         if form == "ema" and dampening != 0:
             raise ValueError(f"dampening must be 0 with momentum_form='ema' (the ema form already weights g by 1 - momentum), got {group['dampening']!r}")
+        if lr_in_buffer and form != "sum":
+            raise ValueError(f"lr_in_buffer=True requires momentum_form='sum' (Keras's buffer b ← βb + ηg), got "
+                             f"momentum_form={form!r}")
+        if lr_in_buffer and dampening != 0:
+            raise ValueError(f"dampening must be 0 with lr_in_buffer=True (Keras's buffer b ← βb + ηg is undamped), "
+                             f"got {group['dampening']!r}")
 
     def _init_state(self, param: Tensor, group: dict[str, Any], state: dict[str, Any]) -> None:
         if group["momentum"] != 0:
@@ -108,9 +125,13 @@ class SGD(RuleOptimizer):
 
     def plan(self, group: dict[str, Any]) -> StepPlan:
         lr, momentum = float(group["lr"]), group["momentum"]
-        common = dict(maximize=group["maximize"], weight_decay=group["weight_decay"])
+        common = dict(maximize=group["maximize"], weight_decay=group["weight_decay"],
+                      decoupled=group["decoupled_weight_decay"])
         if momentum == 0:
             return StepPlan(sgd, (), dict(lr=lr), **common)
+        if group["lr_in_buffer"]:
+            return StepPlan(heavy_ball_lr_inside, ("momentum_buffer",),
+                            dict(lr=lr, momentum=momentum, nesterov=group["nesterov"]), **common)
         if group["momentum_form"] == "sum":
             return StepPlan(heavy_ball, ("momentum_buffer",), dict(lr=lr, momentum=momentum,
                             dampening=group["dampening"], nesterov=group["nesterov"]), **common)

@@ -9,25 +9,36 @@ learning rate ``η``.
 from descentlab.rules.adadelta import adadelta
 from descentlab.rules.adagrad import adagrad
 from descentlab.rules.adam import adam, amsgrad
+from descentlab.rules.adam_forms import adam_efficient, amsgrad_corrected, amsgrad_efficient
 from descentlab.rules.adamax import adamax
+from descentlab.rules.adamax_forms import adamax_eps_outside
 from descentlab.rules.common import bias_correction, prepare_gradient, root_with_eps
+from descentlab.rules.momentum_lr_inside import heavy_ball_lr_inside
 from descentlab.rules.nadam import nadam
 from descentlab.rules.rmsprop import centered_rmsprop, rmsprop
+from descentlab.rules.rmsprop_momentum import centered_rmsprop_momentum, rmsprop_momentum
 from descentlab.rules.sgd import ema_momentum, heavy_ball, sgd
 
 __all__ = [
     "adadelta",
     "adagrad",
     "adam",
+    "adam_efficient",
     "adamax",
+    "adamax_eps_outside",
     "amsgrad",
+    "amsgrad_corrected",
+    "amsgrad_efficient",
     "bias_correction",
     "centered_rmsprop",
+    "centered_rmsprop_momentum",
     "ema_momentum",
     "heavy_ball",
+    "heavy_ball_lr_inside",
     "nadam",
     "prepare_gradient",
     "rmsprop",
+    "rmsprop_momentum",
     "root_with_eps",
     "sgd",
 ]
