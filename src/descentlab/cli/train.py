@@ -129,7 +129,8 @@ def _train(target: Path, setting: Any, sizes: list[Any], data: Any, nproc: int, 
     run_options = {"data": data, "checkpoint_every": args.checkpoint_every, "resume": args.resume,
                    "progress": not args.quiet}
     if nproc == 1:
-        train_modes(target, setting, sizes, **run_options)
+        shown = str(Path(args.out))  # a staged run reports the folder it replaces, not its staging folder
+        train_modes(target, setting, sizes, **run_options, log=lambda text: print(text.replace(str(target), shown)))
         return None
     from descentlab.distributed import DEFAULT_TIMEOUT, RankFailure
     from descentlab.lab.train_modes import resume_hint
