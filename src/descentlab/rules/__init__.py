@@ -13,10 +13,12 @@ from descentlab.rules.adam_forms import adam_efficient, amsgrad_corrected, amsgr
 from descentlab.rules.adamax import adamax
 from descentlab.rules.adamax_forms import adamax_eps_outside
 from descentlab.rules.common import bias_correction, prepare_gradient, root_with_eps
+from descentlab.rules.lion import lion
 from descentlab.rules.momentum_lr_inside import heavy_ball_lr_inside
 from descentlab.rules.nadam import nadam
 from descentlab.rules.rmsprop import centered_rmsprop, rmsprop
 from descentlab.rules.rmsprop_momentum import centered_rmsprop_momentum, rmsprop_momentum
+from descentlab.rules.schedulefree import schedulefree_adamw, schedulefree_sgd
 from descentlab.rules.sgd import ema_momentum, heavy_ball, sgd
 
 __all__ = [
@@ -35,10 +37,13 @@ __all__ = [
     "ema_momentum",
     "heavy_ball",
     "heavy_ball_lr_inside",
+    "lion",
     "nadam",
     "prepare_gradient",
     "rmsprop",
     "rmsprop_momentum",
     "root_with_eps",
+    "schedulefree_adamw",
+    "schedulefree_sgd",
     "sgd",
 ]
