@@ -19,11 +19,23 @@ def _grad(w, g, weight_decay=0.0, maximize=False):
     return g + weight_decay * w
 
 
+def _decayed(w, g, lr, weight_decay, maximize, decoupled):
+    """(w, g) after maximize and weight decay: coupled g + λw, or decoupled w − ηλw (Keras, AdamW)."""
+    if decoupled:
+        return w - lr * weight_decay * w, (-g if maximize else g)
+    return w, _grad(w, g, weight_decay, maximize)
+
+
 def sgd(w, g, s, t, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, maximize=False,
-        momentum_form="sum"):
-    g = _grad(w, g, weight_decay, maximize)
+        momentum_form="sum", lr_in_buffer=False, decoupled_weight_decay=False):
+    w, g = _decayed(w, g, lr, weight_decay, maximize, decoupled_weight_decay)
     if momentum == 0:
         return w - lr * g
+    if lr_in_buffer:
+        # Keras: m ← μm − ηg; w ← w + m (nesterov: w ← w + μm − ηg), with b = −m
+        b = momentum * s.get("momentum_buffer", 0.0) + lr * g
+        s["momentum_buffer"] = b
+        return w - (momentum * b + lr * g) if nesterov else w - b
     if momentum_form == "sum":
         # PyTorch: the buffer is g itself on the first step, then a = β a + (1 − d) g
         a = g.copy() if t == 1 else momentum * s["momentum_buffer"] + (1 - dampening) * g
@@ -36,8 +48,9 @@ def sgd(w, g, s, t, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=
     return w - lr * d
 
 
-def momentum(w, g, s, t, lr, beta=0.9, form="ema", bias_correction=False, weight_decay=0.0, maximize=False):
-    g = _grad(w, g, weight_decay, maximize)
+def momentum(w, g, s, t, lr, beta=0.9, form="ema", bias_correction=False, weight_decay=0.0, maximize=False,
+             decoupled_weight_decay=False):
+    w, g = _decayed(w, g, lr, weight_decay, maximize, decoupled_weight_decay)
     buf = s.get("momentum_buffer", np.zeros_like(w))
     if form == "ema":
         buf = beta * buf + (1 - beta) * g
@@ -50,25 +63,26 @@ def momentum(w, g, s, t, lr, beta=0.9, form="ema", bias_correction=False, weight
     return w - lr * step
 
 
-def nesterov(w, g, s, t, lr, beta=0.9, weight_decay=0.0, maximize=False):
+def nesterov(w, g, s, t, lr, beta=0.9, weight_decay=0.0, maximize=False, decoupled_weight_decay=False):
     """Stored look-ahead form: a ← βa + g; u ← u − η(g + βa)."""
-    g = _grad(w, g, weight_decay, maximize)
+    w, g = _decayed(w, g, lr, weight_decay, maximize, decoupled_weight_decay)
     a = beta * s.get("momentum_buffer", np.zeros_like(w)) + g
     s["momentum_buffer"] = a
     return w - lr * (g + beta * a)
 
 
 def adagrad(w, g, s, t, lr=0.01, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10,
-            maximize=False, eps_placement="outside"):
-    g = _grad(w, g, weight_decay, maximize)
+            maximize=False, eps_placement="outside", decoupled_weight_decay=False):
+    w, g = _decayed(w, g, lr, weight_decay, maximize, decoupled_weight_decay)
     G = s.get("sum", np.full_like(w, initial_accumulator_value)) + g * g
     s["sum"] = G
     s["step"] = t
     return w - lr / (1 + (t - 1) * lr_decay) * g / _root(G, eps, eps_placement)
 
 
-def adadelta(w, g, s, t, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, maximize=False, eps_placement="inside"):
-    g = _grad(w, g, weight_decay, maximize)
+def adadelta(w, g, s, t, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, maximize=False, eps_placement="inside",
+             decoupled_weight_decay=False):
+    w, g = _decayed(w, g, lr, weight_decay, maximize, decoupled_weight_decay)
     G = rho * s.get("square_avg", np.zeros_like(w)) + (1 - rho) * g * g
     H = s.get("acc_delta", np.zeros_like(w))
     delta = _root(H, eps, eps_placement) / _root(G, eps, eps_placement) * g
@@ -79,9 +93,10 @@ def adadelta(w, g, s, t, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, maximize=F
 
 
 def rmsprop(w, g, s, t, lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False,
-            maximize=False, eps_placement="outside"):
-    g = _grad(w, g, weight_decay, maximize)
-    S = alpha * s.get("square_avg", np.zeros_like(w)) + (1 - alpha) * g * g
+            maximize=False, eps_placement="outside", lr_in_buffer=False, nesterov=False, initial_scale=0.0,
+            decoupled_weight_decay=False):
+    w, g = _decayed(w, g, lr, weight_decay, maximize, decoupled_weight_decay)
+    S = alpha * s.get("square_avg", np.full_like(w, initial_scale)) + (1 - alpha) * g * g
     s["square_avg"] = S
     if centered:
         gbar = alpha * s.get("grad_avg", np.zeros_like(w)) + (1 - alpha) * g
@@ -90,14 +105,18 @@ def rmsprop(w, g, s, t, lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0.0, momentu
     D = _root(S, eps, eps_placement)
     s["step"] = t
     if momentum > 0:
-        b = momentum * s.get("momentum_buffer", np.zeros_like(w)) + g / D
+        # the buffer accumulates the scaled gradient g/D (PyTorch) or the step ηg/D (Keras, optax)
+        scale = lr if lr_in_buffer else 1.0
+        b = momentum * s.get("momentum_buffer", np.zeros_like(w)) + scale * g / D
         s["momentum_buffer"] = b
-        return w - lr * b
+        direction = scale * g / D + momentum * b if nesterov else b
+        return w - (direction if lr_in_buffer else lr * direction)
     return w - lr * g / D
 
 
 def adam(w, g, s, t, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, maximize=False,
-         decoupled_weight_decay=False, eps_placement="outside", bias_correction=True):
+         decoupled_weight_decay=False, eps_placement="outside", bias_correction=True, efficient_form=False,
+         amsgrad_max="raw"):
     b1, b2 = betas
     g = -g if maximize else g
     if decoupled_weight_decay:
@@ -107,21 +126,31 @@ def adam(w, g, s, t, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, am
     m = b1 * s.get("exp_avg", np.zeros_like(w)) + (1 - b1) * g
     v = b2 * s.get("exp_avg_sq", np.zeros_like(w)) + (1 - b2) * g * g
     s["exp_avg"], s["exp_avg_sq"], s["step"] = m, v, t
+    c1, c2 = (1 - b1**t, 1 - b2**t) if bias_correction else (1.0, 1.0)
+    if amsgrad and amsgrad_max == "corrected":
+        # optax: the running maximum of the corrected v̂
+        v_hat = np.maximum(s.get("max_corrected_exp_avg_sq", np.zeros_like(w)), v / c2)
+        s["max_corrected_exp_avg_sq"] = v_hat
+        return w - lr * (m / c1) / _root(v_hat, eps, eps_placement)
     if amsgrad:
         v = np.maximum(s.get("max_exp_avg_sq", np.zeros_like(w)), v)
         s["max_exp_avg_sq"] = v
-    c1, c2 = (1 - b1**t, 1 - b2**t) if bias_correction else (1.0, 1.0)
+    if efficient_form:
+        # the paper's efficient form (Keras): w ← w − η √c₂/c₁ · m/(√v + ε̂)
+        return w - lr * np.sqrt(c2) / c1 * m / (np.sqrt(v) + eps)
     m_hat, v_hat = m / c1, v / c2
     return w - lr * m_hat / _root(v_hat, eps, eps_placement)
 
 
 def adamw(w, g, s, t, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, maximize=False,
-          eps_placement="outside", bias_correction=True):
-    return adam(w, g, s, t, lr, betas, eps, weight_decay, amsgrad, maximize, True, eps_placement, bias_correction)
+          eps_placement="outside", bias_correction=True, efficient_form=False, amsgrad_max="raw"):
+    return adam(w, g, s, t, lr, betas, eps, weight_decay, amsgrad, maximize, True, eps_placement, bias_correction,
+                efficient_form, amsgrad_max)
 
 
 def nadam(w, g, s, t, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, momentum_decay=4e-3,
-          decoupled_weight_decay=False, maximize=False, eps_placement="outside"):
+          decoupled_weight_decay=False, maximize=False, eps_placement="outside", mu_product_dtype=None):
+    """μ_t = β₁(1 − ½·0.96^(tψ)) (ψ = inf: μ_t = β₁); Π kept in float64 whatever mu_product_dtype says."""
     b1, b2 = betas
     g = -g if maximize else g
     if decoupled_weight_decay:
@@ -138,12 +167,15 @@ def nadam(w, g, s, t, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, m
     return w - lr * (1 - mu) / (1 - prod) * g / D - lr * mu_next / (1 - prod * mu_next) * m / D
 
 
-def adamax(w, g, s, t, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, maximize=False):
-    """m ← β₁m + (1−β₁)g;  u ← max(β₂u, |g| + ε);  w ← w − η/(1 − β₁ᵗ) · m/u."""
+def adamax(w, g, s, t, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, maximize=False,
+           eps_placement="inside", decoupled_weight_decay=False):
+    """m ← β₁m + (1−β₁)g;  u ← max(β₂u, |g| + ε);  w ← w − η/(1 − β₁ᵗ) · m/u.
+    ε outside (Keras): u ← max(β₂u, |g|);  w ← w − η/(1 − β₁ᵗ) · m/(u + ε)."""
     b1, b2 = betas
-    g = _grad(w, g, weight_decay, maximize)
+    w, g = _decayed(w, g, lr, weight_decay, maximize, decoupled_weight_decay)
     m = b1 * s.get("exp_avg", np.zeros_like(w)) + (1 - b1) * g
-    u = np.maximum(b2 * s.get("exp_inf", np.zeros_like(w)), np.abs(g) + eps)
+    inside = eps if eps_placement == "inside" else 0.0
+    u = np.maximum(b2 * s.get("exp_inf", np.zeros_like(w)), np.abs(g) + inside)
     s["exp_avg"], s["exp_inf"], s["step"] = m, u, t
-    return w - lr / (1 - b1**t) * m / u
+    return w - lr / (1 - b1**t) * m / (u + (eps - inside))
 

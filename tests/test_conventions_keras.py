@@ -9,6 +9,7 @@ Skipped (with the reason) where keras does not import; ``pip install 'descentlab
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,15 +19,21 @@ from _conventions import STEPS, TOL, gradients, initial_weights, relative_error,
 from descentlab.averaging import WeightEMA
 from descentlab.optim.registry import PRESETS, preset
 
-os.environ.setdefault("KERAS_BACKEND", "torch")
-keras = pytest.importorskip("keras", reason="keras is not installed (pip install 'descentlab[test]')")
-if keras.backend.backend() != "torch":
-    pytest.skip(f"keras runs on the {keras.backend.backend()!r} backend; these tests need KERAS_BACKEND=torch",
-                allow_module_level=True)
+keras: Any = None  # imported by the fixture below, at the first test (importing keras takes seconds)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _keras():
+    global keras
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    keras = pytest.importorskip("keras", reason="keras is not installed (pip install 'descentlab[test]')")
+    if keras.backend.backend() != "torch":
+        pytest.skip(f"keras runs on the {keras.backend.backend()!r} backend; these tests need KERAS_BACKEND=torch")
+    return keras
 
 
 @pytest.fixture(autouse=True)
-def _float64_keras():
+def _float64_keras(_keras):
     """Keras in float64 throughout: with the default floatx (float32) Keras keeps a float learning rate (and
     Nadam's constants) as float32 variables, which rounds η itself by ~1e-8 before any step."""
     floatx = keras.config.floatx()
@@ -35,21 +42,21 @@ def _float64_keras():
     keras.config.set_floatx(floatx)
 
 
-class _Listed(keras.optimizers.schedules.LearningRateSchedule):
-    """The rate of step k (Keras calls the schedule with its 0-based ``iterations``, before the step)."""
+def _listed(rates: list[float]) -> Any:
+    """A Keras schedule with the rate of step k (Keras calls it with its 0-based ``iterations``, before the step)."""
 
-    def __init__(self, rates: list[float]) -> None:
-        self.rates = rates
+    class Listed(keras.optimizers.schedules.LearningRateSchedule):
+        def __call__(self, step: Any) -> float:
+            return rates[int(keras.ops.convert_to_numpy(step))]
 
-    def __call__(self, step):  # noqa: ANN001 - Keras's signature
-        return self.rates[int(keras.ops.convert_to_numpy(step))]
+    return Listed()
 
 
 def run_keras(name: str, options: dict, lrs: list[float] | None = None, *, ema: bool = False):
     """Keras's optimizer ``name`` (``options`` in Keras's names) over float64 variables: weights after each
     step, and with ``ema`` the ``use_ema`` averages after each step."""
     if lrs is not None:
-        options = {**options, "learning_rate": _Listed(lrs)}
+        options = {**options, "learning_rate": _listed(lrs)}
     opt = getattr(keras.optimizers, name)(**options)
     variables = [keras.Variable(w.copy(), dtype="float64") for w in initial_weights()]
     trajectory, averages = [], []
@@ -104,7 +111,8 @@ def test_preset_reproduces_keras_at_a_constant_rate(name, keras_options, options
     assert error <= TOL, f"keras.optimizers.{name}({keras_options}): {error:.2e} off"
 
 
-@pytest.mark.parametrize("impl", ["reference", "auto", "foreach"])
+@pytest.mark.parametrize("impl", ["reference", pytest.param("auto", marks=pytest.mark.slow),
+                                  pytest.param("foreach", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("name,keras_options,options", CASES, ids=_IDS)
 def test_preset_reproduces_keras_under_a_schedule(name, keras_options, options, impl):
     lrs = schedule(_RATE[name])
