@@ -15,11 +15,14 @@ from descentlab.optim import (
     Adam,
     AdamW,
     Adamax,
+    Lion,
     Momentum,
     NAdam,
     Nesterov,
     OptimizerSpec,
     RMSprop,
+    ScheduleFreeAdamW,
+    ScheduleFreeSGD,
     create_optimizer,
     get_spec,
     optimizer_names,
@@ -34,4 +37,5 @@ from descentlab._version import __version__
 __all__ = [
     "REGISTRY", "SGD", "Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "Momentum", "NAdam", "Nesterov",
     "EMA", "History", "OptimizerSpec", "datasets", "fit", "models", "suggest_batch_size", "RMSprop", "Scheduler", "WeightEMA", "ema", "schedules", "create_optimizer", "get_spec", "optimizer_names", "__version__",
+    "Lion", "ScheduleFreeAdamW", "ScheduleFreeSGD",
 ]
