@@ -3,8 +3,9 @@
 
 What a plan means is stated once in :mod:`descentlab.rules.plan`; this module does the same steps as the
 reference loop (:func:`descentlab.optim.reference.run_rule`) — gradient preparation, the step counters, decoupled
-decay, the rule — each as one ``torch._foreach_*`` call for the bucket. It steps only tensors whose state exists
-and matches them (same device, dtype and shape; a plain dense gradient of the parameter's dtype, no wider
+decay, the rule — each as one ``torch._foreach_*`` call for the bucket; a rule's non-element-wise parts (Muon's
+Newton–Schulz iteration, Adafactor's factored moments) run per tensor inside the list (``TensorList.each``).
+It steps only tensors whose state exists and matches them (same device, dtype and shape; a plain dense gradient of the parameter's dtype, no wider
 ``state_dtype``, not complex, no tensor subclass); the rest — first steps, odd layouts, tensors the compiled
 kernels take — go back to the caller for the reference loop, in group order.
 """
@@ -17,23 +18,34 @@ import torch
 from torch import Tensor
 
 from descentlab.fused.tensor_list import TensorList
+from descentlab.rules.adafactor import adafactor_factored
 from descentlab.rules.common import decay_weights, host_value, prepare_gradient
-from descentlab.rules.plan import StepPlan, rule_accepts
+from descentlab.rules.plan import Rule, StepPlan, rule_accepts
+from descentlab.rules.sparse_adam import sparse_adam
 
 _PLAIN = (Tensor, torch.nn.Parameter)
+
+#: Rules this path never takes — their tensors always go to the reference loop: SparseAdam's (its gradients are
+#: sparse, and its refusal of a dense one is the reference rule's).
+REFERENCE_ONLY_RULES: frozenset[Rule] = frozenset({sparse_adam})
+#: Rules whose state tensors are not shaped like the parameter (Adafactor's row and column factors): their state
+#: must match the parameter's device, dtype and number of dimensions, and the rule checks the rest.
+FACTORED_STATE_RULES: frozenset[Rule] = frozenset({adafactor_factored})
 
 
 def _has_python_dispatch(t: Tensor) -> bool:
     return bool(torch._C._dispatch_keys(t).has(torch._C.DispatchKey.Python))
 
 
-def _fits(t: Any, param: Tensor) -> bool:
+def _fits(t: Any, param: Tensor, same_shape: bool = True) -> bool:
     return (type(t) is Tensor and t.layout is torch.strided and t.dtype == param.dtype and t.device == param.device
-            and t.shape == param.shape)
+            and (t.shape == param.shape if same_shape else t.dim() == param.dim()))
 
 
 def _eligible(plan: StepPlan, param: Tensor, state: dict[str, Any] | None, group: dict[str, Any]) -> bool:
     grad = param.grad
+    if plan.rule in REFERENCE_ONLY_RULES:
+        return False
     if type(param) not in _PLAIN or param.layout is not torch.strided or _has_python_dispatch(param):
         return False  # a tensor subclass or a __torch_dispatch__ wrapper: the reference loop
     if param.is_complex() or not param.is_floating_point() or not _fits(grad, param):
@@ -44,7 +56,8 @@ def _eligible(plan: StepPlan, param: Tensor, state: dict[str, Any] | None, group
     if plan.stateful and not state:
         return False  # a first step: the reference loop creates the state
     if state is not None:
-        if any(not _fits(state.get(key), param) for key in plan.state if key not in plan.extra):
+        shaped = plan.rule not in FACTORED_STATE_RULES
+        if any(not _fits(state.get(key), param, shaped) for key in plan.state if key not in plan.extra):
             return False
         scalars = plan.extra + (("step",) if plan.counts_steps else ())
         if any(not (type(state.get(key)) is Tensor and state[key].dim() == 0) for key in scalars):

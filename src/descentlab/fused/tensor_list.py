@@ -152,6 +152,9 @@ class TensorList:
     def mul(self, other: Any) -> TensorList:
         return TensorList(torch._foreach_mul(self.tensors, _operand(other)))
 
+    def lerp(self, end: TensorList, weight: Any) -> TensorList:
+        return TensorList(torch._foreach_lerp(self.tensors, _tensors(end), _scalar(weight)))
+
     def div(self, other: Any) -> TensorList:
         return TensorList(torch._foreach_div(self.tensors, _operand(other)))
 
@@ -183,6 +186,20 @@ class TensorList:
         if not self.tensors:
             return ScalarList([])
         return ScalarList(torch.stack(self.tensors).tolist())
+
+    def each(self, fn: Callable[..., Any], *others: Any, **kwargs: Any) -> TensorList | None:
+        """``fn`` run once per tensor (``descentlab.rules.per_tensor.each``): the i-th call gets the i-th tensor of
+        this list and of every other TensorList argument, the i-th number of every ScalarList, and the rest as
+        given — the lift of what has no ``_foreach_*`` op (matrix products, reductions over a dimension, norms
+        read as numbers). Returns the results as a list, or None when ``fn`` returns nothing."""
+        def pick(value: Any, i: int) -> Any:
+            if isinstance(value, TensorList):
+                return value.tensors[i]
+            return value.values[i] if isinstance(value, ScalarList) else value
+
+        results = [fn(t, *(pick(o, i) for o in others), **{k: pick(v, i) for k, v in kwargs.items()})
+                   for i, t in enumerate(self.tensors)]
+        return None if all(r is None for r in results) else TensorList(results)
 
     # -- torch functions the rules call -----------------------------------------------------------
     @classmethod

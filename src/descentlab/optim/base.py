@@ -85,6 +85,9 @@ class RuleOptimizer(StateDictOptimizer):
     #: Complex parameters are stepped as pairs of reals (torch's Adam, RMSprop, Adagrad, … do the same);
     #: ``SGD`` steps them in complex arithmetic, as ``torch.optim.SGD`` does, so it sets this to False.
     complex_as_real: bool = True
+    #: The reference loop refuses sparse gradients unless the class sets this (SparseAdam, whose rule takes them);
+    #: the C, compiled and multi-tensor paths take only dense (strided) gradients, so sparse ones always reach it.
+    accepts_sparse_gradients: bool = False
 
     def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
         defaults = {"impl": "auto", "nonfinite": "ignore", "state_dtype": None, **defaults}

@@ -3,7 +3,8 @@
 This is the oracle every faster path is checked against: plain tensor operations in the order the plan
 states them (see :mod:`descentlab.rules.plan`), with the adapter's duties around them — lazy state creation,
 state that follows a moved parameter, the wider ``state_dtype`` working copy, complex parameters viewed as
-pairs of reals, GradScaler's unscaling and the sparse-gradient refusal.
+pairs of reals, GradScaler's unscaling and the sparse-gradient refusal (unless the optimizer class sets
+``accepts_sparse_gradients = True``: SparseAdam's rule takes them).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def step_reference(optimizer: RuleOptimizer, plan: StepPlan, group: dict[str, An
         grad = param.grad
         if grad is None:
             continue
-        if grad.is_sparse:
+        if grad.is_sparse and not optimizer.accepts_sparse_gradients:
             raise RuntimeError(f"{name} does not support sparse gradients; "
                                "use torch.optim.SparseAdam or torch.optim.Adagrad for sparse embeddings")
         if grad_inv_scale:
