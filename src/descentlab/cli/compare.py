@@ -78,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
         text = str(err)
         for field, flag in (("optimizers", "--optimizers"), ("tunable", "--tune"), ("model", "--model"),
                             ("target", "--target"), ("seconds", "--budget")):
-            if text.startswith(field) or text.startswith(f"unknown {field}"):
+            if text.startswith(field) or text.startswith(f"unknown {field}") or text.startswith(
+                    f"unknown {field.rstrip('s')}"):
                 text = f"{flag}: {text}"
                 break
         raise ValueError(text) from None

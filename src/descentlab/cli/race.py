@@ -48,7 +48,10 @@ def run(args: argparse.Namespace) -> int:
     if not names:
         raise ValueError(f"--optimizers must name at least one registry optimizer, got {args.optimizers!r}")
     for name in names:
-        get_spec(name.partition("@")[0])
+        try:
+            get_spec(name.partition("@")[0])
+        except ValueError as err:
+            raise ValueError(f"--optimizers: {err}") from None
     if len(set(names)) != len(names):
         raise ValueError(f"--optimizers names a racer twice (race one optimizer twice as NAME and NAME@TAG): "
                          f"{args.optimizers!r}")
@@ -66,7 +69,10 @@ def run(args: argparse.Namespace) -> int:
         name, sep, rest = item.partition(":")
         if not sep:
             raise ValueError(f"--opt must be NAME:k=v,…, got {item!r}")
-        get_spec(name.partition("@")[0])
+        try:
+            get_spec(name.partition("@")[0])
+        except ValueError as err:
+            raise ValueError(f"--opt {name}: {err}") from None
         if name not in names:
             raise ValueError(f"--opt {name}: {name!r} is not in the race ({', '.join(names)})")
         options[name] = parse_pairs(rest, f"--opt {name}")

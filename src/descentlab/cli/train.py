@@ -27,7 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--schedule", help="NAME:ARG=VAL,… e.g. exponential:gamma=0.9 (lr0 defaults to --lr)")
     p.add_argument("--schedule-unit", choices=("epoch", "step"), default="epoch")
     seed(p)
-    p.add_argument("--checkpoint-every", type=integer(1), help="also checkpoint every N steps (default: epoch ends)")
+    p.add_argument("--checkpoint-every", type=integer(1, 10**9),
+                   help="also checkpoint every N steps, 1..1e9 (default: epoch ends)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out")
     p.add_argument("--force", action="store_true", help="replace the outputs of an earlier run in --out")
     p.add_argument("--nproc", default="1",
@@ -82,6 +83,9 @@ def run(args: argparse.Namespace) -> int:
     check_name("dataset", args.dataset, datasets.names())
     get_spec(args.optimizer)
     nproc = _check_nproc(args.nproc, args.oversubscribe)
+    if args.timeout is not None and nproc == 1:
+        raise ValueError("--timeout applies to --nproc > 1 only (it bounds how long a process waits for the others); "
+                         "drop it or give --nproc N with N >= 2")
     sizes = _parse_batch_sizes(args.batch_size)
     if len(set(map(str, sizes))) != len(sizes):
         raise ValueError(f"--batch-size lists a mode twice: {args.batch_size!r}")

@@ -15,13 +15,28 @@ import torch
 from torch.optim import Optimizer
 
 from descentlab.optim.adadelta import Adadelta
+from descentlab.optim.adafactor import Adafactor
 from descentlab.optim.adagrad import Adagrad
 from descentlab.optim.adam import Adam, AdamW
 from descentlab.optim.adamax import Adamax
+from descentlab.optim.lbfgs import LBFGS
 from descentlab.optim.momentum import Momentum, Nesterov
+from descentlab.optim.muon import Muon
 from descentlab.optim.nadam import NAdam
 from descentlab.optim.rmsprop import RMSprop
 from descentlab.optim.sgd import SGD
+from descentlab.optim.sparse_adam import SparseAdam
+
+#: What a row may need beyond the ordinary contract — dense gradients of parameters of any shape, one ``step()``
+#: per gradient, any number of param groups — each with the sentence that says so. ``OptimizerSpec.requires``
+#: names them; the registry-driven tests build inputs that meet them or skip with :meth:`OptimizerSpec.unmet`'s
+#: reason, and the lab and the CLI say why such a row does not race.
+REQUIREMENTS: dict[str, str] = {
+    "matrices": "steps 2-D parameters only (weight matrices; biases, norms and embeddings need another optimizer)",
+    "sparse": "takes sparse gradients only (nn.Embedding(sparse=True)); a dense gradient is refused",
+    "closure": "needs step(closure), a closure that re-evaluates the loss several times per step, and one param "
+               "group",
+}
 
 
 @dataclass(frozen=True)
@@ -38,6 +53,8 @@ class OptimizerSpec:
             whose message contains ``fragment`` (the culprit's name).
         torch_equivalent: ``(torch class, kwargs mapping)`` giving the same trajectory, or ``None``.
         summary: one line for listings.
+        requires: keys of :data:`REQUIREMENTS` this row needs beyond the ordinary contract (``"matrices"``,
+            ``"sparse"``, ``"closure"``).
     """
 
     name: str
@@ -47,6 +64,18 @@ class OptimizerSpec:
     bad_inputs: tuple[tuple[dict[str, Any], str], ...] = ()
     torch_equivalent: tuple[type[Optimizer], dict[str, Any]] | None = None
     summary: str = ""
+    requires: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.requires) - set(REQUIREMENTS))
+        if unknown:
+            raise ValueError(f"registry row {self.name!r}: unknown requirements {unknown}; known: {sorted(REQUIREMENTS)}")
+
+    def unmet(self, offered: Iterable[str] = ()) -> str | None:
+        """Why this row cannot run where only the ``offered`` requirements are met — ``"muon steps 2-D parameters
+        only (…)"`` — or ``None`` when it can."""
+        missing = sorted(set(self.requires) - set(offered))
+        return "; ".join(f"{self.name} {REQUIREMENTS[key]}" for key in missing) or None
 
     @property
     def lr(self) -> float:
@@ -203,6 +232,47 @@ REGISTRY: dict[str, OptimizerSpec] = {
             bad_inputs=_COMMON_BAD + _EPS_BAD + _BETAS_BAD + _DECOUPLED_BAD,
             torch_equivalent=(torch.optim.Adamax, {}),
             summary="Adam with the infinity norm: a running maximum of |g| in place of v",
+        ),
+        OptimizerSpec(
+            "adafactor", Adafactor, {"lr": 0.01},
+            variants={"plain": {}, "weight_decay": {"weight_decay": 0.01}, "maximize": {"maximize": True},
+                      "eps1": {"eps": (1e-30, 1e-3)}, "clipping": {"d": 2.0, "beta2_decay": -0.5}},
+            bad_inputs=_COMMON_BAD + (({"beta2_decay": 0.5}, "beta2_decay"), ({"eps": (-1.0, 1e-3)}, "eps[0]"),
+                                      ({"eps": (None, -1.0)}, "eps[1]"), ({"eps": 1e-3}, "eps"), ({"d": 0.5}, "d")),
+            torch_equivalent=(torch.optim.Adafactor, {}),
+            summary="Adam-like steps with a factored second moment (a row and a column per matrix), relative steps",
+        ),
+        OptimizerSpec(
+            "muon", Muon, {"lr": 0.02},
+            variants={"plain": {}, "no_nesterov": {"nesterov": False}, "match_rms_adamw": {"adjust_lr_fn":
+                                                                                          "match_rms_adamw"},
+                      "no_decay": {"weight_decay": 0.0}, "short": {"momentum": 0.9, "ns_steps": 3}},
+            bad_inputs=_COMMON_BAD + (({"momentum": -0.5}, "momentum"), ({"ns_steps": 100}, "ns_steps"),
+                                      ({"ns_coefficients": (1.0, 2.0)}, "ns_coefficients"),
+                                      ({"adjust_lr_fn": "rms"}, "adjust_lr_fn"), ({"eps": -1.0}, "eps")),
+            torch_equivalent=(torch.optim.Muon, {}),
+            summary="momentum orthogonalised by a Newton–Schulz iteration: for the weight matrices of hidden layers",
+            requires=frozenset({"matrices"}),
+        ),
+        OptimizerSpec(
+            "sparseadam", SparseAdam, {"lr": 0.001},
+            variants={"plain": {}, "maximize": {"maximize": True}, "betas": {"betas": (0.5, 0.9)}},
+            bad_inputs=_COMMON_BAD[:3] + _BETAS_BAD + (({"lr": 0.0}, "lr"), ({"eps": 0.0}, "eps")),
+            torch_equivalent=(torch.optim.SparseAdam, {}),
+            summary="lazy Adam for sparse gradients (embeddings): only the rows looked up move",
+            requires=frozenset({"sparse"}),
+        ),
+        OptimizerSpec(
+            "lbfgs", LBFGS, {"lr": 1.0},
+            variants={"plain": {}, "strong_wolfe": {"line_search_fn": "strong_wolfe"},
+                      "short_history": {"history_size": 3, "max_iter": 5}},
+            bad_inputs=_COMMON_BAD[:3] + (({"max_iter": 0}, "max_iter"), ({"history_size": 0}, "history_size"),
+                                          ({"line_search_fn": "armijo"}, "line_search_fn"),
+                                          ({"tolerance_grad": -1.0}, "tolerance_grad"),
+                                          ({"max_eval": 0}, "max_eval")),
+            torch_equivalent=(torch.optim.LBFGS, {}),
+            summary="quasi-Newton over the whole parameter vector, with an optional strong-Wolfe line search",
+            requires=frozenset({"closure"}),
         ),
     ]
 }
