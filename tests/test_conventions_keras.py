@@ -26,7 +26,11 @@ keras: Any = None  # imported by the fixture below, at the first test (importing
 def _keras():
     global keras
     os.environ.setdefault("KERAS_BACKEND", "torch")
-    keras = pytest.importorskip("keras", reason="keras is not installed (pip install 'descentlab[test]')")
+    try:
+        import keras as module
+    except ImportError as err:  # not installed, or an install that cannot load
+        pytest.skip(f"keras does not import ({err}); pip install 'descentlab[test]'")
+    keras = module
     if keras.backend.backend() != "torch":
         pytest.skip(f"keras runs on the {keras.backend.backend()!r} backend; these tests need KERAS_BACKEND=torch")
     return keras

@@ -23,9 +23,12 @@ jnp: Any = None
 @pytest.fixture(autouse=True, scope="module")
 def _optax():
     global jax, optax, jnp
-    jax = pytest.importorskip("jax", reason="jax is not installed (pip install 'descentlab[test]')")
-    optax = pytest.importorskip("optax", reason="optax is not installed (pip install 'descentlab[test]')")
-    jnp = jax.numpy
+    try:
+        import jax as jax_module
+        import optax as optax_module
+    except ImportError as err:  # not installed, or an install that cannot load
+        pytest.skip(f"jax / optax do not import ({err}); pip install 'descentlab[test]'")
+    jax, optax, jnp = jax_module, optax_module, jax_module.numpy
 
 
 @pytest.fixture(autouse=True)
