@@ -174,6 +174,42 @@ CASES: dict[str, Case] = {
         torch_grid=dict(weight_decay=[0.0, 0.05], maximize=[False, True], betas=[(0.9, 0.999), (0.5, 0.9)],
                         eps=[1e-8, 1e-3]),
     ),
+    "radam": Case(
+        ref.radam, parabola=(0.1, 300),
+        # Its first five steps (ρ_t ≤ 5 for β₂ = 0.999) are momentum-SGD steps η·m̂ ≈ η·g, and |g| ≈ 200 at
+        # Rosenbrock's start: η = 0.004 already throws the run off the valley (measured: 125 away after 8000
+        # steps); at 0.003 it reaches 2.3e-3 in 10000 steps (0.44 after 5000).
+        rosenbrock=(3e-3, 10000),
+        valid=dict(betas=st.tuples(unit, unit), eps=st.floats(1e-10, 1e-3), decoupled_weight_decay=st.booleans(),
+                   maximize=st.booleans()),
+        beta_like="betas",
+        conventions={"betas_decoupled": {"betas": (0.5, 0.9), "weight_decay": 0.05, "decoupled_weight_decay": True},
+                     "eps_large": {"eps": 1e-3}},
+        torch_grid=dict(weight_decay=[0.0, 0.05], decoupled_weight_decay=[False, True], maximize=[False, True],
+                        betas=[(0.9, 0.999), (0.5, 0.9)]),
+    ),
+    "rprop": Case(
+        # Rprop ends within Δ_min = 1e-6 of the parabola's minimum (1.2e-6 measured after 300 steps at any lr in
+        # [1e-3, 0.3]); Rosenbrock: 5.2e-3 after 3000 steps.
+        ref.rprop, parabola=(0.01, 300), rosenbrock=(1e-2, 3000),
+        valid=dict(etas=st.tuples(st.floats(0.01, 0.99), st.floats(1.01, 3.0)),
+                   step_sizes=st.tuples(st.floats(0.0, 1e-3), st.floats(1e-3, 100.0)), maximize=st.booleans()),
+        conventions={"etas_steps": {"etas": (0.3, 1.5), "step_sizes": (1e-4, 0.02), "maximize": True},
+                     "weight_decay_lr": {"weight_decay": 0.05, "lr": 0.2}},
+        torch_grid=dict(lr=[0.01, 0.1], etas=[(0.5, 1.2), (0.3, 1.5)], step_sizes=[(1e-6, 50), (1e-3, 0.05)],
+                        maximize=[False, True]),
+    ),
+    "asgd": Case(
+        # SGD with a slowly decaying rate: sgd's budgets (Rosenbrock: 1.8e-3 after 8000 steps at 2e-3; 3e-3
+        # diverges).
+        ref.asgd, parabola=(0.05, 300), rosenbrock=(2e-3, 8000),
+        valid=dict(lambd=st.floats(0.0, 0.1), alpha=st.floats(0.0, 1.0), t0=st.floats(0.0, 10.0),
+                   maximize=st.booleans()),
+        conventions={"average_early": {"t0": 0.0, "lambd": 0.05, "alpha": 1.0},
+                     "averaging_wd": {"t0": 5.0, "weight_decay": 0.05, "maximize": True}},
+        torch_grid=dict(lambd=[1e-4, 0.01], alpha=[0.75, 0.5], t0=[1e6, 3.0], weight_decay=[0.0, 0.05],
+                        maximize=[False, True]),
+    ),
 }
 
 

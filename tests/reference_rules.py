@@ -179,3 +179,51 @@ def adamax(w, g, s, t, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, 
     s["exp_avg"], s["exp_inf"], s["step"] = m, u, t
     return w - lr / (1 - b1**t) * m / (u + (eps - inside))
 
+
+def radam(w, g, s, t, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, decoupled_weight_decay=False,
+          maximize=False):
+    """Adam's moments; ρ_t = ρ_∞ − 2tβ₂ᵗ/(1 − β₂ᵗ): ρ_t > 5: w ← w − η m̂ r_t √(1 − β₂ᵗ)/(√v + ε), else w ← w − η m̂."""
+    b1, b2 = betas
+    g = -g if maximize else g
+    if decoupled_weight_decay:
+        w = w - lr * weight_decay * w
+    else:
+        g = g + weight_decay * w
+    m = b1 * s.get("exp_avg", np.zeros_like(w)) + (1 - b1) * g
+    v = b2 * s.get("exp_avg_sq", np.zeros_like(w)) + (1 - b2) * g * g
+    s["exp_avg"], s["exp_avg_sq"], s["step"] = m, v, t
+    m_hat = m / (1 - b1**t)
+    rho_inf = 2 / (1 - b2) - 1
+    rho = rho_inf - 2 * t * b2**t / (1 - b2**t)
+    if rho > 5:
+        r = np.sqrt((rho - 4) * (rho - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho))
+        return w - lr * m_hat * r * np.sqrt(1 - b2**t) / (np.sqrt(v) + eps)
+    return w - lr * m_hat
+
+
+def rprop(w, g, s, t, lr=1e-2, etas=(0.5, 1.2), step_sizes=(1e-6, 50), maximize=False, weight_decay=0.0):
+    """Per coordinate: same sign as last time → Δ·η₊, opposite → Δ·η₋ and g := 0, Δ clipped; w ← w − sign(g)Δ."""
+    g = _grad(w, g, weight_decay, maximize)
+    prev = s.get("prev", np.zeros_like(w))
+    delta = s.get("step_size", np.full_like(w, lr))
+    product = g * prev
+    factor = np.where(product > 0, etas[1], np.where(product < 0, etas[0], 1.0))
+    delta = np.clip(delta * factor, step_sizes[0], step_sizes[1])
+    g = np.where(product < 0, 0.0, g)
+    s["prev"], s["step_size"], s["step"] = g, delta, t
+    return w - np.sign(g) * delta
+
+
+def asgd(w, g, s, t, lr=1e-2, lambd=1e-4, alpha=0.75, t0=1e6, weight_decay=0.0, maximize=False):
+    """w ← w(1 − λη_t) − η_t g;  ā ← ā + μ_t(w − ā);  η_{t+1} = η/(1 + ληt)^α, μ_{t+1} = 1/max(1, t − t₀).
+    η_t and μ_t are state that torch keeps in its scalar dtype (float32): rounded so here."""
+    g = _grad(w, g, weight_decay, maximize)
+    eta, mu = s.get("eta", float(np.float32(lr))), s.get("mu", 1.0)
+    w = w * (1 - lambd * eta) - eta * g
+    ax = s.get("ax", np.zeros_like(w))
+    s["ax"] = ax + mu * (w - ax)
+    s["eta"] = float(np.float32(lr / (1 + lambd * lr * t) ** alpha))
+    s["mu"] = float(np.float32(1 / max(1, t - t0)))
+    s["step"] = t
+    return w
+

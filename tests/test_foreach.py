@@ -110,3 +110,22 @@ def test_scalar_lists_collapse_to_one_number_when_the_tensors_agree():
     assert ScalarList([1.0, 2.0]).common() is None
     with pytest.raises(TypeError, match="does not lift 'sin'"):
         torch.sin(TensorList([torch.zeros(2)]))
+
+
+def test_lifts_of_sign_rules_and_per_tensor_branches():
+    """The lifts Rprop, RAdam and ASGD use: one ``_foreach_*`` call each, equal to the single-tensor op; per-tensor
+    comparisons and ``take`` split a list by a branch (RAdam's ρ_t > 5 where the step counters differ)."""
+    xs = [torch.tensor([-2.0, 0.0, float("nan"), 3.0]), torch.tensor([0.5])]
+    lifted = TensorList(xs)
+    for op in ("sign", "neg", "abs", "reciprocal"):
+        for a, x in zip(getattr(lifted, op)().tensors, xs):
+            torch.testing.assert_close(a, getattr(x, op)(), rtol=0, atol=0, equal_nan=True)
+    low = TensorList([torch.full_like(x, -1.0) for x in xs])
+    clamped = TensorList([x.clone() for x in xs]).clamp_(-1.0, 1.0).clamp_min_(low).clamp_max_(low.abs())
+    for a, x in zip(clamped.tensors, xs):
+        torch.testing.assert_close(a, x.clamp(-1.0, 1.0), rtol=0, atol=0, equal_nan=True)
+    counters = TensorList([torch.zeros((), dtype=torch.float32) for _ in range(3)]).fill_(ScalarList([0.1, 2.0, 3.0]))
+    assert [float(c) for c in counters.tensors] == [float(torch.tensor(0.1)), 2.0, 3.0]
+    flags = ScalarList([1.0, 6.0, 7.0]) > 5.0
+    assert flags.values == [False, True, True] and (ScalarList([1.0, 2.0]) != 1).values == [False, True]
+    assert lifted.take([1]).tensors[0] is xs[1] and ScalarList([4, 5]).take([1]).values == [5]

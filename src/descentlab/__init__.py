@@ -18,15 +18,18 @@ from descentlab.optim import (
     Adamax,
     LBFGS,
     Lion,
+    ASGD,
     Momentum,
     Muon,
     NAdam,
     Nesterov,
     OptimizerSpec,
+    RAdam,
     RMSprop,
     ScheduleFreeAdamW,
     ScheduleFreeSGD,
     SparseAdam,
+    Rprop,
     create_optimizer,
     get_spec,
     optimizer_names,
@@ -39,7 +42,7 @@ from descentlab import datasets, models
 from descentlab._version import __version__
 
 __all__ = [
-    "REGISTRY", "SGD", "Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "Momentum", "NAdam", "Nesterov",
+    "REGISTRY", "SGD", "Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "ASGD", "Momentum", "NAdam", "Nesterov", "RAdam", "Rprop",
     "EMA", "History", "OptimizerSpec", "datasets", "fit", "models", "suggest_batch_size", "RMSprop", "Scheduler", "WeightEMA", "ema", "schedules", "create_optimizer", "get_spec", "optimizer_names", "__version__",
     "Lion", "ScheduleFreeAdamW", "ScheduleFreeSGD",
     "Adafactor", "LBFGS", "Muon", "SparseAdam",

@@ -60,6 +60,18 @@ class ScalarList:
     def __pow__(self, other: Any) -> ScalarList: return self._map(other, operator.pow)
     def __rpow__(self, other: Any) -> ScalarList: return self._rmap(other, operator.pow)
     def __neg__(self) -> ScalarList: return ScalarList(-a for a in self.values)
+    # comparisons give per-tensor flags (rules.branches.by_branch splits the tensors by them)
+    def __gt__(self, other: Any) -> ScalarList: return self._map(other, operator.gt)
+    def __lt__(self, other: Any) -> ScalarList: return self._map(other, operator.lt)
+    def __ne__(self, other: Any) -> ScalarList: return self._map(other, operator.ne)  # type: ignore[override]
+
+    def map(self, fn: Callable[[Any], Any]) -> ScalarList:
+        """``fn`` of each number (``max(1, t − t₀)`` and the like: rules.branches.elementwise)."""
+        return ScalarList(fn(a) for a in self.values)
+
+    def take(self, indices: Sequence[int]) -> ScalarList:
+        """The numbers of the tensors at ``indices``."""
+        return ScalarList(self.values[i] for i in indices)
 
 
 def _scalar(value: Any) -> Any:
@@ -127,8 +139,25 @@ class TensorList:
         torch._foreach_sqrt_(self.tensors)
         return self
 
-    def clamp_min_(self, value: Number) -> TensorList:
-        torch._foreach_clamp_min_(self.tensors, _scalar(value))
+    def clamp_min_(self, value: Any) -> TensorList:
+        torch._foreach_clamp_min_(self.tensors, _operand(value))
+        return self
+
+    def clamp_max_(self, value: Any) -> TensorList:
+        torch._foreach_clamp_max_(self.tensors, _operand(value))
+        return self
+
+    def clamp_(self, min: Number, max: Number) -> TensorList:
+        """``clamp_(lo, hi)`` as ``min(max(x, lo), hi)`` (NaN stays NaN; lo > hi gives hi), torch's clamp."""
+        return self.clamp_min_(min).clamp_max_(max)
+
+    def fill_(self, value: Any) -> TensorList:
+        """Each (0-d) tensor set to its number, rounded to its dtype as ``Tensor.fill_`` rounds it: one
+        float64 tensor of the numbers, copied in with one call."""
+        values = value.values if isinstance(value, ScalarList) else [value] * len(self.tensors)
+        if self.tensors:
+            source = torch.tensor(values, dtype=torch.float64, device=self.tensors[0].device)
+            torch._foreach_copy_(self.tensors, list(source.unbind()))
         return self
 
     def copy_(self, other: TensorList) -> TensorList:
@@ -166,6 +195,31 @@ class TensorList:
 
     def abs(self) -> TensorList:
         return TensorList(torch._foreach_abs(self.tensors))
+
+    def sub(self, other: TensorList) -> TensorList:
+        return TensorList(torch._foreach_sub(self.tensors, _tensors(other)))
+
+    def reciprocal(self) -> TensorList:
+        return TensorList(torch._foreach_reciprocal(self.tensors))
+
+    def sign(self) -> TensorList:
+        return TensorList(torch._foreach_sign(self.tensors))
+
+    def neg(self) -> TensorList:
+        return TensorList(torch._foreach_neg(self.tensors))
+
+    def log(self) -> TensorList:
+        return TensorList(torch._foreach_log(self.tensors))
+
+    def clamp_min(self, value: Any) -> TensorList:
+        return TensorList(torch._foreach_clamp_min(self.tensors, _operand(value)))
+
+    def clamp_max(self, value: Any) -> TensorList:
+        return TensorList(torch._foreach_clamp_max(self.tensors, _operand(value)))
+
+    def take(self, indices: Sequence[int]) -> TensorList:
+        """The tensors at ``indices`` (a rule's branch taken by some tensors only: rules.branches.by_branch)."""
+        return TensorList([self.tensors[i] for i in indices])
 
     def __neg__(self) -> TensorList:
         return TensorList(torch._foreach_neg(self.tensors))

@@ -19,11 +19,14 @@ from descentlab.optim.adafactor import Adafactor
 from descentlab.optim.adagrad import Adagrad
 from descentlab.optim.adam import Adam, AdamW
 from descentlab.optim.adamax import Adamax
+from descentlab.optim.asgd import ASGD
 from descentlab.optim.lbfgs import LBFGS
 from descentlab.optim.momentum import Momentum, Nesterov
 from descentlab.optim.muon import Muon
 from descentlab.optim.nadam import NAdam
+from descentlab.optim.radam import RAdam
 from descentlab.optim.rmsprop import RMSprop
+from descentlab.optim.rprop import Rprop
 from descentlab.optim.sgd import SGD
 from descentlab.optim.sparse_adam import SparseAdam
 
@@ -232,6 +235,35 @@ REGISTRY: dict[str, OptimizerSpec] = {
             bad_inputs=_COMMON_BAD + _EPS_BAD + _BETAS_BAD + _DECOUPLED_BAD,
             torch_equivalent=(torch.optim.Adamax, {}),
             summary="Adam with the infinity norm: a running maximum of |g| in place of v",
+        ),
+        OptimizerSpec(
+            "radam", RAdam, {"lr": 0.001},
+            variants={"plain": {}, "weight_decay": {"weight_decay": 0.01},
+                      "decoupled": {"weight_decay": 0.01, "decoupled_weight_decay": True},
+                      "maximize": {"maximize": True}, "betas": {"betas": (0.5, 0.9)}},
+            bad_inputs=_COMMON_BAD + _BETAS_BAD + (({"eps": -1e-8}, "eps"),
+                                                   ({"decoupled_weight_decay": "yes"}, "decoupled_weight_decay")),
+            torch_equivalent=(torch.optim.RAdam, {}),
+            summary="Adam whose adaptive rate is switched on once its variance is tractable, then rectified",
+        ),
+        OptimizerSpec(
+            "rprop", Rprop, {"lr": 0.01},
+            variants={"plain": {}, "maximize": {"maximize": True}, "etas": {"etas": (0.3, 1.5)},
+                      "step_sizes": {"step_sizes": (1e-3, 0.05)}, "weight_decay": {"weight_decay": 0.01}},
+            bad_inputs=_COMMON_BAD + (({"etas": (1.5, 1.2)}, "etas[0]"), ({"etas": (0.5, 0.9)}, "etas[1]"),
+                                          ({"etas": (0.5,)}, "etas"), ({"step_sizes": (-1.0, 50)}, "step_sizes[0]"),
+                                          ({"step_sizes": (1.0, 0.5)}, "step_sizes")),
+            torch_equivalent=(torch.optim.Rprop, {}),
+            summary="per-coordinate step sizes grown or shrunk by the sign of g alone (full-batch)",
+        ),
+        OptimizerSpec(
+            "asgd", ASGD, {"lr": 0.01},
+            variants={"plain": {}, "averaging": {"t0": 2.0}, "schedule": {"lambd": 0.01, "alpha": 0.5, "t0": 4.0},
+                      "weight_decay": {"weight_decay": 0.01}, "maximize": {"maximize": True}},
+            bad_inputs=_COMMON_BAD + (({"lambd": -1.0}, "lambd"), ({"alpha": -0.5}, "alpha"),
+                                      ({"t0": float("nan")}, "t0")),
+            torch_equivalent=(torch.optim.ASGD, {}),
+            summary="SGD with a decaying rate and a running average of the iterates (state['ax'])",
         ),
         OptimizerSpec(
             "adafactor", Adafactor, {"lr": 0.01},
