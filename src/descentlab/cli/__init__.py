@@ -40,6 +40,7 @@ VERBS: tuple[str, ...] = (
     "lr_find",
     "compare",
     "lessons",
+    "lab",
 )
 
 

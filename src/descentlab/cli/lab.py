@@ -1,0 +1,28 @@
+"""``descentlab lab [--host 127.0.0.1] [--port N] [--no-browser]``: the live lab in the browser — move a control,
+watch every optimizer's path, f and inner state recompute (docs/lab.md, "The live lab")."""
+
+from __future__ import annotations
+
+import argparse
+
+from descentlab.cli._args import integer
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("lab", help="the live lab: a local web page where every control recomputes the race")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=integer(0, 65535), default=8765,
+                   help="port, 0..65535 (default 8765; 0 picks a free one)")
+    p.add_argument("--no-browser", action="store_true", help="print the URL, do not open a browser")
+    p.add_argument("--log", action="store_true", help="log every request to stderr")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from descentlab.lab.live import serve
+
+    if not args.host.strip():
+        raise ValueError("--host must name an address, got an empty string")
+    serve(args.host, args.port, open_browser=not args.no_browser, quiet=not args.log)
+    return 0

@@ -1,0 +1,195 @@
+"""One optimizer's run for the live lab: descentlab's own class, stepped directly on one 2-element float64
+tensor, and a cache so that a request recomputes only the runs whose settings changed.
+
+The hot loop (see benchmarks/lab_latency.py for the profile) is the optimizer's own ``step`` on the reference
+executor (``impl="reference"``), called without torch's per-call profiler wrapper (:func:`bare_step`); around it this module keeps per-step work to a few Python float operations:
+the gradient comes from :mod:`descentlab.lab.live.problems` (by hand or symbolic, no autograd), is written into
+the one preallocated ``.grad`` tensor through a NumPy view, the position is read back through another view, and
+the optimizer's state tensors are copied into preallocated arrays. ``f`` along the path is evaluated once at the
+end, batched. A run that diverges (a non-finite value, or more than ``escape`` × the domain's size from its
+centre) stops there, as in :func:`descentlab.lab.race.race`, whose metrics (``_racer``) are reused.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from collections import OrderedDict
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from descentlab.lab.live.problems import Problem
+from descentlab.optim.registry import get_spec
+
+#: state keys of descentlab's classes (torch's names) -> the maths' names shown on the page
+STATE_NAMES = {"exp_avg": "m", "momentum_buffer": "m", "exp_avg_sq": "v", "square_avg": "v", "sum": "G",
+               "acc_delta": "u (Δ average)", "exp_inf": "u (∞-norm)", "max_exp_avg_sq": "v_max",
+               "max_corrected_exp_avg_sq": "v̂_max", "grad_avg": "mean g", "prev": "previous g",
+               "step_size": "step size", "ax": "average w", "eta": "η_t", "mu": "μ_t"}
+
+
+def simulate(problem: Problem, start: tuple[float, float], steps: int, name: str, options: dict[str, Any],
+             rates: list[float] | None = None, noise: float = 0.0, seed: int = 0,
+             escape: float = 10.0) -> dict[str, Any]:
+    """Run registry optimizer ``name`` with ``options`` from ``start`` for ``steps`` steps (``rates[t]``: the
+    rate at step ``t`` under a schedule). Returns NumPy arrays: ``path`` (n + 1, 2), ``grads`` (n, 2), ``state``
+    {key: (n, 2)} after each step, and ``diverged``."""
+    spec = get_spec(name)
+    param = torch.nn.Parameter(torch.tensor(start, dtype=torch.float64))
+    grad = torch.zeros(2, dtype=torch.float64)
+    param.grad = grad
+    opt = spec.build([param], **({**options, "impl": "reference"} if _takes_impl(spec.cls) else options))
+    step = bare_step(opt)
+    group = opt.param_groups[0]
+    here, g_view = param.detach().numpy(), grad.numpy()  # views: the step writes here, we write g_view
+    path = np.empty((steps + 1, 2))
+    grads = np.empty((steps, 2))
+    path[0] = here
+    (x0, x1), (y0, y1) = problem.landscape.domain
+    cx, cy, limit = (x0 + x1) / 2, (y0 + y1) / 2, escape * max(x1 - x0, y1 - y0)
+    gradient: Callable[[float, float], tuple[float, float]] = problem.grad
+    gen = torch.Generator().manual_seed(seed) if noise > 0 else None
+    record: list[tuple[str, np.ndarray, np.ndarray]] = []
+    x, y = float(start[0]), float(start[1])
+    n, diverged = steps, False
+    try:
+        for t in range(steps):
+            gx, gy = gradient(x, y)
+            if gen is not None:
+                extra = noise * torch.randn((1, 2), generator=gen, dtype=torch.float64)  # as race's draw
+                gx, gy = gx + float(extra[0, 0]), gy + float(extra[0, 1])
+            g_view[0] = gx
+            g_view[1] = gy
+            if rates is not None:
+                group["lr"] = rates[t]
+            step()
+            x, y = here.tolist()
+            path[t + 1] = here
+            grads[t] = g_view
+            if t == 0:
+                state = opt.state.get(param, {})
+                record = [(k, v.detach().numpy(), np.empty((steps, 2))) for k, v in state.items()
+                          if isinstance(v, torch.Tensor) and v.shape == (2,)]
+            for _, view, rows in record:
+                rows[t] = view
+            if not (abs(x - cx) <= limit and abs(y - cy) <= limit):  # also False for nan
+                n, diverged = t, True
+                break
+    except (ArithmeticError, ValueError):  # a typed f whose gradient has no value here
+        n, diverged = t, True
+    with torch.no_grad():
+        values = problem.landscape(torch.from_numpy(path[:n + 1])).numpy()
+    bad = ~np.isfinite(values) | ~np.isfinite(path[:n + 1]).all(1)
+    if bad.any():
+        n, diverged = int(np.argmax(bad)) - 1, True
+    n = max(n, 0)
+    return {"path": path[:n + 1], "values": values[:n + 1], "grads": grads[:n],
+            "state": {k: rows[:n] for k, _, rows in record}, "diverged": diverged}
+
+
+def _takes_impl(cls: type) -> bool:
+    import inspect
+
+    return "impl" in inspect.signature(cls.__init__).parameters
+
+
+def bare_step(opt: torch.optim.Optimizer) -> Callable[[], Any]:
+    """``opt.step`` without torch's instrumentation: ``torch.optim.Optimizer`` wraps every subclass's ``step`` in a
+    profiler ``record_function`` and the step-hook dispatch, which costs about as much as a whole reference step on
+    a 2-element tensor (benchmarks/lab_latency.py --profile). With no hook registered (the lab registers none) the
+    wrapped function — descentlab's own ``step`` — is called directly; with any hook, the ordinary ``opt.step``."""
+    from torch.optim import optimizer as torch_optimizer
+
+    raw = getattr(type(opt).step, "__wrapped__", None)
+    hooks = (opt._optimizer_step_pre_hooks, opt._optimizer_step_post_hooks,
+             getattr(torch_optimizer, "_global_optimizer_pre_hooks", {}),
+             getattr(torch_optimizer, "_global_optimizer_post_hooks", {}))
+    if raw is None or any(hooks):
+        return opt.step
+    return lambda: raw(opt)
+
+
+def _sig(a: np.ndarray, digits: int = 6) -> list:
+    """``a`` rounded to ``digits`` significant digits per element (short JSON), non-finite as ``None``."""
+    a = np.asarray(a, dtype=np.float64)
+    finite = np.isfinite(a)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mag = np.where(finite & (a != 0), np.floor(np.log10(np.abs(np.where(finite, a, 1.0)))), 0.0)
+        scale = 10.0 ** (digits - 1 - mag)
+        rounded = np.where(finite, np.round(a * scale) / scale, 0.0)
+    out = rounded.tolist()
+    if not finite.all():
+        out = _nulls(out, finite.tolist())
+    return out
+
+
+def _nulls(values: Any, finite: Any) -> Any:
+    if isinstance(values, list):
+        return [_nulls(v, f) for v, f in zip(values, finite)]
+    return values if finite else None
+
+
+def run_payload(problem: Problem, name: str, options: dict[str, Any], given: dict[str, Any], sim: dict[str, Any],
+                lr: float, rates: list[float] | None, schedule: Any, tol: float = 1e-6) -> dict[str, Any]:
+    """The API's run object: the path, f, state, effective step and the race's metrics."""
+    from descentlab.lab.race import _racer
+
+    path, values, grads = sim["path"], sim["values"], sim["grads"]
+    racer = _racer(problem.landscape, name, lr, given, (path, values, sim["diverged"]), tol, tuned=False)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        effective = (path[:-1] - path[1:]) / grads  # Δw = −η_eff · g, per coordinate
+    return {
+        "name": name, "options": given, "lr": lr, "schedule": schedule,
+        "path": path.tolist(), "f": values.tolist(),
+        "state": {key: _sig(rows) for key, rows in sim["state"].items()},
+        "state_names": {key: STATE_NAMES.get(key, key) for key in sim["state"]},
+        "effective_step": _sig(effective), "gradient": _sig(grads),
+        "lr_per_step": None if rates is None else _sig(np.asarray(rates[:len(grads)])),
+        "diverged": racer.diverged, "steps_run": len(path) - 1, "final_f": _finite(racer.final_f),
+        "steps_to_tol": racer.steps_to_tol, "settled_at": racer.settled_at, "escaped_at": racer.escaped_at,
+        "nearest_minimum": None if racer.minimum_xy is None else list(racer.minimum_xy),
+        "distance": _finite(racer.distance), "local_minimum": racer.local_minimum,
+    }
+
+
+def _finite(v: float) -> float | None:
+    return float(v) if math.isfinite(v) else None
+
+
+class RunCache:
+    """Encoded runs by (landscape, start, steps, optimizer, options, schedule, noise, seed): least recently
+    used first out. Each entry is the run's JSON text, ready to be joined into a response."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self.size = size
+        self._runs: OrderedDict[str, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def get(self, key: str) -> bytes | None:
+        with self._lock:
+            found = self._runs.get(key)
+            if found is not None:
+                self._runs.move_to_end(key)
+                self.hits += 1
+            else:
+                self.misses += 1
+            return found
+
+    def put(self, key: str, text: bytes) -> None:
+        with self._lock:
+            self._runs[key] = text
+            self._runs.move_to_end(key)
+            while len(self._runs) > self.size:
+                self._runs.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._runs.clear()
+
+
+def encode(run: dict[str, Any]) -> bytes:
+    return json.dumps(run, separators=(",", ":"), allow_nan=False).encode()
