@@ -40,6 +40,8 @@ class Case:
         eager_state: the row creates its state in the constructor (as torch's Adagrad does).
         torch_grid: torch's own options, each with the values whose every combination test_optim_parity.py
             runs against the torch twin of the same name (``None``: no such twin).
+        nan_reaches_weights: under ``nonfinite="ignore"`` a NaN gradient reaches the weights in one step (False for
+            Lion: sign(NaN) = 0 in torch, so the NaN stays in its momentum and the weight stops moving).
     """
 
     reference: Callable[..., Any]
@@ -56,6 +58,7 @@ class Case:
     stateful: dict[str, Any] = field(default_factory=dict)
     eager_state: bool = False
     torch_grid: dict[str, list[Any]] | None = None
+    nan_reaches_weights: bool = True
 
 
 def _fix_sgd(opts: dict[str, Any]) -> None:
@@ -74,6 +77,11 @@ def _fix_rmsprop(opts: dict[str, Any]) -> None:
         # into g the weights overflow in a few steps in exact arithmetic. Whether a run stays finite then
         # depends only on how g² − g² rounds (torch's FMA leaves a residual of ~1e-8 g²), so it is no property.
         opts["alpha"] = 0.5
+
+
+def _fix_lion(opts: dict[str, Any]) -> None:
+    if opts["decoupled_weight_decay"] and opts["lr"] == 0:
+        opts["lr"] = 1e-3  # decoupled_weight_decay divides λ by the initial rate: lr = 0 is refused, by name
 
 
 CASES: dict[str, Case] = {
@@ -209,6 +217,42 @@ CASES: dict[str, Case] = {
                      "averaging_wd": {"t0": 5.0, "weight_decay": 0.05, "maximize": True}},
         torch_grid=dict(lambd=[1e-4, 0.01], alpha=[0.75, 0.5], t0=[1e6, 3.0], weight_decay=[0.0, 0.05],
                         maximize=[False, True]),
+    ),
+    "lion": Case(
+        # Every coordinate moves by η (or 0): from (3, −2) Lion needs ≥ 300 steps at η = 0.01, then its momentum
+        # damps the ±η oscillation (measured: 2e-14 at 600 steps; Rosenbrock at η = 1e-3: 6e-14 at 5000).
+        ref.lion, parabola=(0.01, 600), rosenbrock=(1e-3, 5000),
+        valid=dict(betas=st.tuples(st.floats(0.0, 1.0), st.floats(0.0, 1.0)), decoupled_weight_decay=st.booleans(),
+                   maximize=st.booleans()),
+        fix_valid=_fix_lion,
+        # β = 1 is valid (lion-pytorch's closed range [0, 1]), so the generic "β ≥ 1 is refused" property does not
+        # hold; the registry row's bad_inputs check β₁ = 1.5 and β₂ = −0.1 by name instead.
+        beta_like=None,
+        conventions={"decoupled_lr": {"weight_decay": 0.5, "decoupled_weight_decay": True, "lr": 0.1}},
+        nan_reaches_weights=False,
+    ),
+    "schedulefree-adamw": Case(
+        # Judged at x, the averaged weights eval() puts in the parameters (test_optim_registry._minimise).
+        # Measured at x: parabola 2e-5 at (0.3, 300); Rosenbrock 6e-3 at (0.05, 5000) — with a constant rate the
+        # uniform average orbits the valley's end and stays near 1e-2 up to 20 000 steps.
+        ref.schedulefree_adamw, parabola=(0.3, 300), rosenbrock=(0.05, 5000),
+        valid=dict(betas=st.tuples(st.floats(0.01, 0.999), unit), eps=st.floats(1e-10, 1e-3),
+                   warmup_steps=st.integers(0, 10), r=st.floats(0.0, 2.0), weight_lr_power=st.floats(0.0, 4.0),
+                   maximize=st.booleans()),
+        beta_like="betas",
+        conventions={"warmup_decay": {"warmup_steps": 10, "weight_decay": 0.05, "weight_lr_power": 1.0},
+                     "r_maximize": {"r": 2.0, "maximize": True, "betas": (0.7, 0.99)}},
+    ),
+    "schedulefree-sgd": Case(
+        # Judged at x (as schedulefree-adamw). Parabola: 2e-7 at (0.06, 1000). Rosenbrock: schedule-free SGD at a
+        # constant rate circles the curved valley instead of settling (x at 0.12 after 5000 steps; 0.08–0.4 at
+        # every thousand up to 20 000): the tolerance states that measured orbit.
+        ref.schedulefree_sgd, parabola=(0.06, 1000), rosenbrock=(1e-3, 5000), rosenbrock_tol=0.15,
+        valid=dict(momentum=st.floats(0.01, 0.99), warmup_steps=st.integers(0, 10), r=st.floats(0.0, 2.0),
+                   weight_lr_power=st.floats(0.0, 4.0), maximize=st.booleans()),
+        beta_like="momentum",
+        conventions={"warmup_decay": {"warmup_steps": 10, "weight_decay": 0.05, "weight_lr_power": 1.0},
+                     "r_maximize": {"r": 2.0, "maximize": True, "momentum": 0.7}},
     ),
 }
 

@@ -227,3 +227,55 @@ def asgd(w, g, s, t, lr=1e-2, lambd=1e-4, alpha=0.75, t0=1e6, weight_decay=0.0, 
     s["step"] = t
     return w
 
+
+def lion(w, g, s, t, lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, decoupled_weight_decay=False, maximize=False,
+         use_triton=False):
+    """Lion (Chen et al. 2023): c = β₁m + (1 − β₁)g, w ← w(1 − ηλ) − η sign(c), m ← β₂m + (1 − β₂)g; with
+    lion-pytorch's decoupled_weight_decay=True, λ is divided by the initial rate (here the constant lr)."""
+    g = -g if maximize else g
+    b1, b2 = betas
+    lam = weight_decay / lr if decoupled_weight_decay else weight_decay
+    m = s.get("exp_avg", np.zeros_like(w))
+    w = w * (1 - lr * lam) - lr * np.sign(b1 * m + (1 - b1) * g)
+    s["exp_avg"] = b2 * m + (1 - b2) * g
+    return w
+
+
+def _schedule_free_weight(t, lr, warmup_steps, r, weight_lr_power):
+    """c_t = w_t / Σ_{i ≤ t} w_i with w_i = i^r · (max_{j ≤ i} γ_j)^p and γ_j = lr · min(1, j / warmup), summed
+    from scratch; and γ_t."""
+    gamma = [lr * (min(1.0, j / warmup_steps) if warmup_steps else 1.0) for j in range(1, t + 1)]
+    weights = [i**r * max(gamma[:i]) ** weight_lr_power for i in range(1, t + 1)]
+    total = sum(weights)
+    return (weights[-1] / total if total else 0.0), gamma[-1]
+
+
+def _schedule_free_step(w, d_of_y, s, t, lr, beta, warmup_steps, r, weight_lr_power):
+    """The paper's three sequences (Defazio et al. 2024): with y the parameter and x recovered from it,
+    z ← z − γ d(y),  x ← (1 − c) x + c z,  y = (1 − β) z + β x."""
+    z = s.get("z", w.copy())
+    x = (w - (1 - beta) * z) / beta  # y = (1 − β) z + β x
+    c, gamma = _schedule_free_weight(t, lr, warmup_steps, r, weight_lr_power)
+    z = z - gamma * d_of_y(w)
+    x = (1 - c) * x + c * z
+    s["z"] = z
+    return (1 - beta) * z + beta * x
+
+
+def schedulefree_adamw(w, g, s, t, lr=0.0025, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, warmup_steps=0,
+                       r=0.0, weight_lr_power=2.0, maximize=False, foreach=True):
+    """Schedule-free AdamW: v ← β₂v + (1 − β₂)g², d = g / (√(v / (1 − β₂ᵗ)) + ε) + λy."""
+    g = -g if maximize else g
+    v = betas[1] * s.get("exp_avg_sq", np.zeros_like(w)) + (1 - betas[1]) * g**2
+    s["exp_avg_sq"] = v
+    d = g / (np.sqrt(v / (1 - betas[1] ** t)) + eps)
+    return _schedule_free_step(w, lambda y: d + weight_decay * y, s, t, lr, betas[0], warmup_steps, r,
+                               weight_lr_power)
+
+
+def schedulefree_sgd(w, g, s, t, lr=1.0, momentum=0.9, weight_decay=0.0, warmup_steps=0, r=0.0, weight_lr_power=2.0,
+                     maximize=False, foreach=True):
+    """Schedule-free SGD: d = g + λy."""
+    g = -g if maximize else g
+    return _schedule_free_step(w, lambda y: g + weight_decay * y, s, t, lr, momentum, warmup_steps, r,
+                               weight_lr_power)

@@ -42,6 +42,10 @@ def _minimise(name, lr, steps, grad, start, **options):
     for _ in range(steps):
         x.grad = grad(x.detach())  # analytic gradient: the same as autograd's, faster
         opt.step()
+    if callable(getattr(opt, "eval", None)):
+        # Stated adaptation for the schedule-free rows: their parameters hold y, the point the gradient is taken
+        # at; the point they return, and the one their theory is about, is the average x that eval() puts there.
+        opt.eval()
     return x.detach()
 
 
@@ -214,7 +218,10 @@ def test_nonfinite_policies(name):
     opt = spec.build([p])
     p.grad = bad.clone()
     opt.step()
-    assert torch.isnan(p).any()
+    if case(name).nan_reaches_weights:
+        assert torch.isnan(p).any()
+    else:  # Case.nan_reaches_weights False (sign(NaN) = 0): the step is taken, the NaN stays in the state
+        assert torch.isfinite(p).all() and any(torch.isnan(v).any() for v in opt.state[p].values())
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -97,7 +97,9 @@ def _run_batch(landscape: Landscape, name: str, options: dict[str, Any], lrs: li
     spec = get_spec(name)
     if batched is None:  # the class default counts too (AdamW decays by default)
         probe = spec.build([torch.zeros(1, requires_grad=True)], **options)
-        batched = not probe.param_groups[0].get("weight_decay", 0)
+        # a class whose step is not −η·D(state, g) (schedule-free: it moves y towards z and averages with weights
+        # lr_max^p) says so with step_is_linear_in_lr = False
+        batched = not probe.param_groups[0].get("weight_decay", 0) and getattr(spec.cls, "step_is_linear_in_lr", True)
     rates = torch.tensor(lrs, dtype=torch.float64)
     if batched:
         params = [torch.nn.Parameter(torch.tensor(starts, dtype=torch.float64))]

@@ -21,12 +21,14 @@ from descentlab.optim.adam import Adam, AdamW
 from descentlab.optim.adamax import Adamax
 from descentlab.optim.asgd import ASGD
 from descentlab.optim.lbfgs import LBFGS
+from descentlab.optim.lion import Lion
 from descentlab.optim.momentum import Momentum, Nesterov
 from descentlab.optim.muon import Muon
 from descentlab.optim.nadam import NAdam
 from descentlab.optim.radam import RAdam
 from descentlab.optim.rmsprop import RMSprop
 from descentlab.optim.rprop import Rprop
+from descentlab.optim.schedulefree import ScheduleFreeAdamW, ScheduleFreeSGD
 from descentlab.optim.sgd import SGD
 from descentlab.optim.sparse_adam import SparseAdam
 
@@ -114,6 +116,12 @@ _ADAM_FORM_BAD: tuple[tuple[dict[str, Any], str], ...] = (
     ({"amsgrad_max": "largest"}, "amsgrad_max"),
     ({"amsgrad_max": "corrected"}, "amsgrad_max"),
     ({"amsgrad": True, "amsgrad_max": "corrected", "efficient_form": True}, "amsgrad_max"),
+)
+
+_SCHEDULE_FREE_BAD: tuple[tuple[dict[str, Any], str], ...] = (
+    ({"warmup_steps": -1}, "warmup_steps"),
+    ({"r": -1.0}, "r"),
+    ({"weight_lr_power": float("nan")}, "weight_lr_power"),
 )
 
 REGISTRY: dict[str, OptimizerSpec] = {
@@ -305,6 +313,34 @@ REGISTRY: dict[str, OptimizerSpec] = {
             torch_equivalent=(torch.optim.LBFGS, {}),
             summary="quasi-Newton over the whole parameter vector, with an optional strong-Wolfe line search",
             requires=frozenset({"closure"}),
+        ),
+        OptimizerSpec(
+            "lion", Lion, {"lr": 1e-4},
+            variants={"plain": {}, "weight_decay": {"weight_decay": 0.1},
+                      "decoupled": {"weight_decay": 0.01, "decoupled_weight_decay": True},
+                      "betas": {"betas": (0.95, 0.98)}, "maximize": {"maximize": True}},
+            bad_inputs=_COMMON_BAD + (({"betas": (1.5, 0.99)}, "betas[0]"), ({"betas": (0.9, -0.1)}, "betas[1]"),
+                                      ({"betas": (0.9,)}, "betas"), ({"use_triton": "yes"}, "use_triton"),
+                                      ({"lr": 0.0, "decoupled_weight_decay": True}, "decoupled_weight_decay")),
+            summary="the sign of an interpolated momentum: every coordinate moves by lr (lion-pytorch)",
+        ),
+        OptimizerSpec(
+            "schedulefree-adamw", ScheduleFreeAdamW, {"lr": 0.0025},
+            variants={"plain": {}, "warmup": {"warmup_steps": 5}, "weight_decay": {"weight_decay": 0.01},
+                      "r": {"r": 1.0, "weight_lr_power": 0.0}, "betas": {"betas": (0.5, 0.9)},
+                      "maximize": {"maximize": True}},
+            bad_inputs=_COMMON_BAD + _BETAS_BAD + _SCHEDULE_FREE_BAD + (({"eps": -1e-8}, "eps"),
+                                                                        ({"betas": (0.0, 0.999)}, "betas[0]")),
+            summary="AdamW without a schedule: gradients at y, an average x to evaluate (train()/eval(), schedulefree)",
+        ),
+        OptimizerSpec(
+            "schedulefree-sgd", ScheduleFreeSGD, {"lr": 0.01},
+            variants={"plain": {}, "warmup": {"warmup_steps": 5}, "weight_decay": {"weight_decay": 0.01},
+                      "momentum": {"momentum": 0.5}, "r": {"r": 1.0, "weight_lr_power": 0.0},
+                      "maximize": {"maximize": True}},
+            bad_inputs=_COMMON_BAD + _SCHEDULE_FREE_BAD + (({"momentum": 0.0}, "momentum"),
+                                                           ({"momentum": 1.0}, "momentum")),
+            summary="SGD without a schedule: gradients at y, an average x to evaluate (train()/eval(), schedulefree)",
         ),
     ]
 }
