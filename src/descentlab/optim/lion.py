@@ -8,25 +8,9 @@ import torch
 from torch import Tensor
 
 from descentlab.optim.base import RuleOptimizer
-from descentlab.optim.reference import step_reference
 from descentlab.optim.validation import as_float, check_bool, check_range
 from descentlab.rules.lion import lion
 from descentlab.rules.plan import StepPlan
-
-_LIFTED: bool | None = None
-
-
-def multi_tensor_lifts_sign() -> bool:
-    """Whether the multi-tensor path's ``TensorList`` lifts ``sign`` (Lion's one op it lacked when Lion was
-    added). Where it does not, Lion's groups take the reference loop on every ``impl`` (with no C or compiled
-    kernel for Lion, ``impl="auto"`` on the CPU takes it anyway); where it does, ``impl="foreach"`` (and
-    ``"auto"`` off the CPU) run the rule on the multi-tensor path."""
-    global _LIFTED
-    if _LIFTED is None:
-        from descentlab.fused.tensor_list import TensorList
-
-        _LIFTED = hasattr(TensorList, "sign")
-    return _LIFTED
 
 
 def check_betas_closed(value: Any) -> tuple[float, float]:
@@ -120,9 +104,3 @@ class Lion(RuleOptimizer):
                         dict(lr=float(group["lr"]), beta1=as_float("betas[0]", group["betas"][0]),
                              beta2=as_float("betas[1]", group["betas"][1])),
                         maximize=group["maximize"], weight_decay=decay, decoupled=True)
-
-    def _step_group(self, group: dict[str, Any], grad_inv_scale: float = 0.0) -> None:
-        if multi_tensor_lifts_sign():
-            super()._step_group(group, grad_inv_scale)
-        else:  # see multi_tensor_lifts_sign: the same step, tensor by tensor
-            step_reference(self, self.plan(group), group, group["params"], grad_inv_scale)
