@@ -68,6 +68,11 @@ def _number_range(spec: OptimizerSpec, name: str, default: float, build: Any = N
     return out
 
 
+def _plain(allowed: dict[str, Any]) -> dict[str, Any]:
+    """A range for JSON: an infinite bound is ``None``."""
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in allowed.items()}
+
+
 def _slider(name: str, default: float, allowed: dict[str, Any]) -> dict[str, Any]:
     if name in LOG_SCALE or name.endswith("lr") or name.startswith("eps"):
         lo, hi = LOG_SCALE.get(name, LOG_SCALE["lr"] if "lr" in name else LOG_SCALE["eps"])
@@ -122,13 +127,13 @@ def _option_specs(name: str) -> tuple[dict[str, Any], ...]:
                     pair[i] = v
                     return {pname: tuple(pair)}
                 allowed = _number_range(spec, f"{pname}[{i}]", float(default[i]), build)
-                parts.append({"name": f"{pname}[{i}]", "default": float(default[i]), "allowed": allowed,
+                parts.append({"name": f"{pname}[{i}]", "default": float(default[i]), "allowed": _plain(allowed),
                               **_slider(pname, float(default[i]), allowed)})
             entry.update(kind="pair", parts=parts)
         elif isinstance(default, (int, float)) or default is inspect.Parameter.empty:
             value = float(default) if default is not inspect.Parameter.empty else 0.0
             allowed = _number_range(spec, pname, value)
-            entry.update(kind="number", default=value, allowed=allowed, **_slider(pname, value, allowed))
+            entry.update(kind="number", default=value, allowed=_plain(allowed), **_slider(pname, value, allowed))
         else:
             continue  # no control for an option the page cannot set (a callable, a tensor)
         out.append(entry)

@@ -70,6 +70,23 @@ class Handler(BaseHTTPRequestHandler):
     def _json(self, status: int, payload: Any) -> None:
         self._send(status, json.dumps(payload, separators=(",", ":"), allow_nan=False).encode())
 
+    def handle_one_request(self) -> None:
+        """http.server's, with a bug answered as HTTP 500 and one JSON line (the traceback on stderr)."""
+        try:
+            super().handle_one_request()
+        except (ConnectionError, TimeoutError):
+            self.close_connection = True
+        except Exception as err:  # noqa: BLE001 - a bug in the lab: say so, keep serving
+            import traceback
+
+            traceback.print_exc()
+            try:
+                self._error(HTTPStatus.INTERNAL_SERVER_ERROR, f"a bug in descentlab's lab: {type(err).__name__}: "
+                            f"{err}"[:300], "")
+            except OSError:
+                pass
+            self.close_connection = True
+
     def _error(self, status: int, message: str, field: str = "", **extra: Any) -> None:
         self._json(status, {"error": message, "field": field, **extra})
 

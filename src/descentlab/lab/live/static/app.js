@@ -18,6 +18,7 @@ function el(tag, attrs, ...children) {
   const node = tag.startsWith("svg:") ? document.createElementNS(SVGNS, tag.slice(4)) : document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) {
     if (k === "text") node.textContent = v; else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else if (k === "style") node.style.cssText = v;  // CSSOM: the page's CSP refuses style attributes
     else node.setAttribute(k, v);
   }
   for (const c of children) node.append(c);
@@ -82,7 +83,7 @@ function control(run, opt) {
 }
 function rangeText(a) {
   if (!a) return "";
-  return `allowed: ${a.min_open ? "(" : "["}${a.min}, ${a.max === null || a.max === Infinity ? "∞" : a.max}${a.max_open ? ")" : "]"}`;
+  return `allowed: ${a.min_open ? "(" : "["}${a.min === null ? "−∞" : a.min}, ${a.max === null ? "∞" : a.max}${a.max_open ? ")" : "]"}`;
 }
 
 function scheduleControls(run, box) {
