@@ -22,6 +22,9 @@ import torch
 
 MAX_LENGTH = 400
 MAX_NODES = 300
+#: the gradient is evaluated at every step of every run: its trees may not be larger than this (counted as
+#: evaluated, shared parts as often as they are used)
+MAX_GRADIENT_WORK = 20_000
 
 #: name -> (torch function, float function); the derivatives are in :func:`derivative`
 FUNCTIONS: dict[str, tuple[Callable[[Any], Any], Callable[[float], float]]] = {
@@ -98,11 +101,14 @@ def _convert(node: ast.AST, count: list[int]) -> Expr:
         return ("neg", inner) if isinstance(node.op, ast.USub) else inner
     if isinstance(node, ast.Call):
         name = node.func.id if isinstance(node.func, ast.Name) else None
+        if name is None:
+            raise ExpressionError(f"{type(node.func).__name__} is not allowed in f(x, y): only the functions "
+                                  f"{', '.join(FUNCTIONS)} can be called", where)
         if name not in FUNCTIONS:
             from descentlab.optim.registry import suggest
 
-            shown = name if name is not None else ast.dump(node.func)[:40]
-            close = suggest(name, FUNCTIONS) if name else []
+            shown = name
+            close = suggest(name, FUNCTIONS)
             hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
             raise ExpressionError(f"unknown function {shown!r} in f(x, y).{hint} Functions: {', '.join(FUNCTIONS)}",
                                   where)
@@ -344,6 +350,19 @@ def to_float(expr: Expr) -> Callable[[float, float], float]:
     return divide
 
 
+def evaluation_work(expr: Expr) -> int:
+    """Operations one evaluation of the tree does (a subtree used twice counts twice), counted without
+    expanding the shared subtrees."""
+    memo: dict[int, int] = {}
+
+    def work(node: Expr) -> int:
+        key = id(node)
+        if key not in memo:
+            memo[key] = 1 + sum(work(c) for c in node[1:] if isinstance(c, tuple))
+        return memo[key]
+    return work(expr)
+
+
 def to_text(expr: Expr) -> str:
     """The tree written back as a formula (fully parenthesised where needed)."""
     kind = expr[0]
@@ -367,6 +386,10 @@ class Formula:
         self.tree = simplify(parse(text))
         self.dx = derivative(self.tree, "x")
         self.dy = derivative(self.tree, "y")
+        work = evaluation_work(self.dx) + evaluation_work(self.dy)
+        if work > MAX_GRADIENT_WORK:
+            raise ExpressionError(f"f(x, y)'s gradient takes {work:,} operations at every step; at most "
+                                  f"{MAX_GRADIENT_WORK:,} are allowed (write it with fewer nested powers or products)")
         self.f = to_float(self.tree)
         fx, fy = to_float(self.dx), to_float(self.dy)
         self.grad = lambda x, y: (fx(x, y), fy(x, y))
