@@ -7,6 +7,7 @@ name, the nearest ones.
     {"landscape": "ravine" | {"f": "x**2 + 10*y**2", "domain": [[-5, 5], [-5, 5]]},
      "start": [x, y], "steps": 500,                       # optional: the landscape's start, 500
      "noise": 0, "seed": 0,                               # optional: gradient noise σ and its seed
+     "known": ["3f2a…", …],                               # optional: keys of runs the client already holds
      "optimizers": [{"name": "adam", "options": {"lr": 0.05, "betas": [0.9, 0.99]},
                      "schedule": {"name": "exponential", "options": {"gamma": 0.99}},     # optional
                      "label": "adam (β₂ 0.99)"}]}                                           # optional
@@ -14,11 +15,14 @@ name, the nearest ones.
 answers ``{"landscape": …, "start": …, "steps": …, "runs": [{"label", "name", "options", "lr", "path" (steps + 1
 points, fewer if it diverged), "f", "state" {torch's key: per step [a, b]}, "state_names", "effective_step"
 (−Δw / g per coordinate), "gradient", "lr_per_step", "diverged", "final_f", "steps_to_tol", …}],
-"computed": k, "cached": m}``.
+"computed": k, "cached": m}``. Every run carries a ``key`` (its settings' digest); a run whose key the request
+lists in ``known`` comes back as ``{"key": …, "known": true}`` only — a page that holds the other runs of a race
+then receives just the one whose slider moved.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from typing import Any
@@ -33,7 +37,7 @@ MAX_STEPS = 5000
 MAX_OPTIMIZERS = 12
 MAX_BODY = 256 * 1024
 GRID = 96
-REQUEST_KEYS = ("landscape", "start", "steps", "optimizers", "noise", "seed")
+REQUEST_KEYS = ("landscape", "start", "steps", "optimizers", "noise", "seed", "known")
 OPTIMIZER_KEYS = ("name", "options", "schedule", "label")
 
 CACHE = RunCache()
@@ -189,6 +193,10 @@ def race_bytes(body: Any, cache: RunCache | None = CACHE) -> bytes:
     if not isinstance(optimizers, list) or not 1 <= len(optimizers) <= MAX_OPTIMIZERS:
         raise ApiError(f"optimizers must be a list of 1 to {MAX_OPTIMIZERS} {{\"name\", \"options\"}} objects, got "
                        f"{optimizers!r}"[:300], "optimizers", allowed=list(REGISTRY))
+    known = body.get("known", [])
+    if not isinstance(known, list) or len(known) > 4 * MAX_OPTIMIZERS or not all(isinstance(k, str) for k in known):
+        raise ApiError(f"known must be a list of at most {4 * MAX_OPTIMIZERS} run keys (strings)", "known")
+    known_keys = set(known)
     fragments, computed = [], 0
     for i, entry in enumerate(optimizers):
         field = f"optimizers[{i}]"
@@ -214,13 +222,18 @@ def race_bytes(body: Any, cache: RunCache | None = CACHE) -> bytes:
                            f"{field}.label")
         key = json.dumps([problem.key, start, steps, name, given, entry.get("schedule"), noise, seed, label],
                          sort_keys=True, default=str)
+        digest = hashlib.sha1(key.encode()).hexdigest()[:20]
+        if digest in known_keys and cache is not None and cache.get(key) is not None:
+            fragments.append(b'{"key":"' + digest.encode() + b'","known":true}')
+            continue
         text = cache.get(key) if cache is not None else None
         if text is None:
             _check_build(name, built, f"{field}.options")
             lr = float(built.get("lr", REGISTRY[name].lr))
             rates, schedule = _schedule(entry.get("schedule"), lr, steps, f"{field}.schedule")
             sim = simulate(problem, start, steps, name, built, rates, noise, seed)
-            text = encode({"label": label, **run_payload(problem, name, built, given, sim, lr, rates, schedule)})
+            text = encode({"key": digest, "label": label,
+                           **run_payload(problem, name, built, given, sim, lr, rates, schedule)})
             computed += 1
             if cache is not None:
                 cache.put(key, text)

@@ -11,6 +11,7 @@ const $ = (id) => document.getElementById(id);
 const lab = {
   meta: null, land: null, landscape: "ravine", typed: null, start: null, steps: 500, noise: 0,
   runs: [], focus: 0, answer: null, inflight: false, pending: false, lessons: [], requests: 0,
+  held: new Map(),  // run key -> run: the server sends only the runs this page does not hold yet
 };
 
 // ---- small helpers -------------------------------------------------------------------------------------------
@@ -141,7 +142,7 @@ function addRun(name, options, label) { lab.runs.push({name, options: options ||
 // ---- the request -------------------------------------------------------------------------------------------
 function body() {
   const landscape = lab.typed ? lab.typed : lab.landscape;
-  return {landscape, start: lab.start, steps: lab.steps, noise: lab.noise,
+  return {landscape, start: lab.start, steps: lab.steps, noise: lab.noise, known: [...lab.held.keys()],
     optimizers: lab.runs.map((r) => Object.assign({name: r.name, options: r.options, label: r.label}, r.schedule ? {schedule: r.schedule} : {}))};
 }
 function requestRace() {
@@ -150,6 +151,8 @@ function requestRace() {
   lab.inflight = true;
   const t0 = performance.now();
   getJSON("/api/race", body()).then((answer) => {
+    answer.runs = answer.runs.map((r) => r.known ? lab.held.get(r.key) : r);
+    lab.held = new Map(answer.runs.map((r) => [r.key, r]));
     lab.answer = answer; lab.requests += 1;
     status(`${answer.runs.length} runs · ${answer.computed} recomputed, ${answer.cached} from cache · ${Math.round(performance.now() - t0)} ms`);
     draw();
