@@ -376,6 +376,22 @@ class CompareResult:
     runs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     best: dict[str, dict[str, Any]] = field(default_factory=dict)
 
+    def _repr_html_(self) -> str:
+        """Inline display in notebooks: the tuned optimizers' curves and the summary table."""
+        from descentlab.train.history import notebook_html, picture_of
+
+        def draw(path: Any) -> None:
+            from descentlab.lab.compare_report import _figures
+            from descentlab.outputs import save_figure_atomically
+
+            save_figure_atomically(_figures(self)[0], path)
+
+        rows = self.summary()
+        headers = list(dict.fromkeys(k for row in rows for k in row))
+        return notebook_html(f"comparison on {self.config.dataset} · {self.config.model}",
+                             picture_of(draw) if self.runs else None, headers,
+                             [[row.get(k, "") for k in headers] for row in rows])
+
     def summary(self) -> list[dict[str, Any]]:
         """One row per optimizer: best setting, test metric mean ± std, time-to-target."""
         rows = []

@@ -62,6 +62,16 @@ class LRFindResult:
         ax.set_title(title or "learning-rate range test")
         return save_figure_atomically(fig, path)
 
+    def _repr_html_(self) -> str:
+        """Inline display in notebooks: the loss-against-rate picture and the suggestion with a few rows."""
+        from descentlab.train.history import notebook_html, picture_of
+
+        step = max(1, len(self.lrs) // 12)
+        rows = [[lr, loss, smooth] for lr, loss, smooth in
+                list(zip(self.lrs, self.losses, self.smoothed))[::step]]
+        return notebook_html(f"lr-find: suggested lr {self.suggestion:.3g} ({self.rule})", picture_of(self.plot),
+                             ["lr", "loss", "smoothed"], rows, note=f"every {step}th of {len(self.lrs)} rates")
+
     def to_csv(self, path: str | os.PathLike) -> Any:
         """``lr,loss,smoothed`` rows, written atomically."""
         from descentlab.outputs import write_text_atomically

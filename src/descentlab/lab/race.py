@@ -86,6 +86,16 @@ class RaceResult:
     def rows(self) -> list[dict[str, Any]]:
         return [r.row() for r in self.racers + self.tuned]
 
+    def _repr_html_(self) -> str:
+        """Inline display in notebooks: the race picture (paths over the contours, f per step) and the table."""
+        from descentlab.lab.plots import race_figure
+        from descentlab.lab.race_outputs import table_rows
+        from descentlab.train.history import notebook_html, picture_of
+
+        headers, rows = table_rows(self)
+        title = f"race on {self.landscape.name} ({self.landscape.formula}): {self.steps} steps from {self.start}"
+        return notebook_html(title, picture_of(lambda path: race_figure(self, path)), headers, rows)
+
 
 def _run_batch(landscape: Landscape, name: str, options: dict[str, Any], lrs: list[float], start: Any,
                steps: int, noise: float, seed: int, schedule: Callable[[int], float] | None, clip: float | None,

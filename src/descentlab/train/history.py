@@ -27,6 +27,49 @@ def csv_text(rows: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
+def picture_of(write: Any, max_width: int = 760) -> bytes | None:
+    """PNG bytes of the picture ``write(path)`` draws (a library plot function), scaled down to ``max_width``
+    pixels and 128 colours for inline display; ``None`` without matplotlib."""
+    import tempfile
+
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "picture.png"
+            write(path)
+            data = path.read_bytes()
+    except ImportError:
+        return None
+    try:
+        from PIL import Image  # comes with matplotlib
+
+        image = Image.open(io.BytesIO(data)).convert("RGB")
+        if image.width > max_width:
+            image = image.resize((max_width, round(image.height * max_width / image.width)), Image.LANCZOS)
+        out = io.BytesIO()
+        image.quantize(colors=128).save(out, format="PNG", optimize=True)  # a third of the bytes, same look
+        data = out.getvalue()
+    except ImportError:
+        pass
+    return data
+
+
+def notebook_html(title: str, picture: bytes | None, headers: list[str], rows: list[list[Any]], *,
+                  note: str = "", max_rows: int = 20) -> str:
+    """What a result shows inline in a notebook (``_repr_html_``): a title, one picture and a small table (the
+    first ``max_rows`` rows; the rest counted)."""
+    import base64
+    import html
+
+    cell = lambda v: html.escape(f"{v:.4g}" if isinstance(v, float) else str(v))  # noqa: E731
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row in rows[:max_rows])
+    more = f"<p><i>… and {len(rows) - max_rows} more rows</i></p>" if len(rows) > max_rows else ""
+    img = (f'<img alt="{html.escape(title)}" style="max-width:100%" src="data:image/png;base64,'
+           f'{base64.b64encode(picture).decode()}">' if picture else "")
+    return (f'<div class="descentlab"><b>{html.escape(title)}</b>{f"<br><small>{html.escape(note)}</small>" if note else ""}'
+            f'<br>{img}<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{more}</div>')
+
+
 @dataclass
 class History:
     """The record of a run. ``steps`` has one dict per optimizer step (``step, epoch, loss, loss_ema, lr,
@@ -83,6 +126,15 @@ class History:
     def to_json(self, path: str | os.PathLike) -> Path:
         """Write both tables as one JSON document, atomically."""
         return write_text_atomically(path, json.dumps({"steps": self.steps, "epochs": self.epochs}, indent=1))
+
+    def _repr_html_(self) -> str:
+        """Inline display in notebooks: the loss picture and the per-epoch table."""
+        picture = picture_of(self.plot) if self.steps or self.epochs else None
+        rows = self.epochs or self.steps[-20:]
+        headers = list(dict.fromkeys(k for row in rows for k in row))
+        what = f"{len(self.epochs)} epochs" if self.epochs else f"the last {len(rows)} steps"
+        return notebook_html(f"History: {len(self.steps)} steps, {len(self.epochs)} epochs", picture, headers,
+                             [[row.get(k, "") for k in headers] for row in rows], note=f"table: {what}")
 
     def plot(self, path: str | os.PathLike, title: str = "") -> Path:
         """The notes' picture: the noisy per-step cost, its smoothed curve, and per-epoch points."""

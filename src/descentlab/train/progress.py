@@ -1,6 +1,9 @@
-"""A progress bar (tqdm) with loss, learning rate and samples/s; silent when not on a terminal.
+"""A progress bar (tqdm) with loss, learning rate and samples/s: on a terminal, and in a notebook as its widget.
 
-tqdm comes with ``pip install 'descentlab[lab]'``; without it training runs without a bar (one warning).
+The bar comes from ``tqdm.auto``: Jupyter's widget inside a notebook kernel (with ipywidgets; tqdm's text bar
+in the cell's output without them), the text bar on a terminal. It stays silent elsewhere (a pipe, a log file,
+a CI job). tqdm comes with ``pip install 'descentlab[lab]'``; without it training runs without a bar (one
+warning).
 """
 
 from __future__ import annotations
@@ -8,23 +11,51 @@ from __future__ import annotations
 import sys
 import time
 import warnings
+from typing import Any
 
 from descentlab.extras import require
 
 
+def in_notebook() -> bool:
+    """Whether this runs inside a Jupyter (IPython) kernel."""
+    shell = sys.modules.get("IPython")
+    if shell is None or "ipykernel" not in sys.modules:
+        return False
+    try:
+        ip = shell.get_ipython()
+    except AttributeError:
+        return False
+    return ip is not None and "IPKernelApp" in getattr(ip, "config", {})
+
+
+def _bar(total: int, initial: int) -> Any:
+    """tqdm.auto's bar; in a notebook without ipywidgets (tqdm's widget raises ImportError) the text bar."""
+    require("tqdm", "the progress bar")
+    notebook = in_notebook()
+    kwargs = dict(total=total, initial=initial, unit="step", dynamic_ncols=True, leave=notebook)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tqdm.auto's TqdmExperimentalWarning outside notebooks
+            from tqdm.auto import tqdm
+        return tqdm(**kwargs)
+    except ImportError:  # the notebook widget needs ipywidgets
+        from tqdm import tqdm as text_tqdm
+
+        return text_tqdm(file=sys.stderr, **kwargs)
+
+
 class Progress:
-    """Shows a tqdm bar on a terminal when ``enabled``; otherwise does nothing (no output at all)."""
+    """Shows a tqdm bar on a terminal or in a notebook when ``enabled``; otherwise does nothing (no output)."""
 
     def __init__(self, total: int, initial: int = 0, enabled: bool = True) -> None:
         self._bar = None
         self._last = 0.0
-        if enabled and sys.stderr.isatty():
+        if enabled and (sys.stderr.isatty() or in_notebook()):
             try:
-                tqdm = require("tqdm", "the progress bar").tqdm
+                self._bar = _bar(total, initial)
             except ImportError as missing:  # training goes on without a bar; say so once
                 warnings.warn(str(missing), stacklevel=2)
                 return
-            self._bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, leave=False)
 
     def update(self, loss: float, lr: float, samples: int, seconds: float) -> None:
         if self._bar is None:
