@@ -86,3 +86,24 @@ def test_opt_step_traces_as_one_graph(name):
     torch._dynamo.reset()
     explained = torch._dynamo.explain(opt.step)()
     assert explained.graph_count == 1 and explained.graph_break_count == 0, explained.break_reasons
+
+
+def test_a_float64_running_product_is_updated_under_compile():
+    """Inductor drops in-place updates of a float64 0-d CPU graph input (torch 2.13): NAdam's Π (float64 with
+    ``mu_product_dtype=torch.float64``, Keras's precision, or as torch's loader leaves it) must still advance."""
+    import descentlab
+
+    for options in ({}, {"mu_product_dtype": torch.float64}):
+        runs = []
+        for compiled in (False, True):
+            torch._dynamo.reset()
+            p = torch.nn.Parameter(torch.ones(3))
+            opt = descentlab.NAdam([p], lr=0.1, **options)
+            step = torch.compile(opt.step) if compiled else opt.step
+            for i in range(4):
+                p.grad = torch.full((3,), 1.0 + i)
+                step()
+            runs.append((p.detach().clone(), opt.state[p]["mu_product"].clone()))
+        (eager, eager_mu), (comp, comp_mu) = runs
+        assert comp_mu.dtype == eager_mu.dtype and float(comp_mu) == pytest.approx(float(eager_mu), rel=1e-6)
+        torch.testing.assert_close(comp, eager, rtol=1e-5, atol=1e-6)

@@ -38,7 +38,18 @@ def run_rule(plan: StepPlan, param: Tensor, grad: Tensor, state: dict[str, Any],
         decay_weights(param, lr=plan.hp["lr"], weight_decay=plan.weight_decay)
     if "first_step" not in kwargs and rule_accepts(plan.rule, "first_step"):
         kwargs["first_step"] = first_step
-    plan.rule(param, grad, *(state[key] for key in plan.state), **kwargs)
+    plan.rule(param, grad, *(_traceable(state[key]) if key in plan.extra else state[key] for key in plan.state),
+              **kwargs)
+
+
+def _traceable(scalar: Tensor) -> Tensor:
+    """A 0-d state tensor the rule updates in place (NAdam's ``Π``). While ``torch.compile`` traces the step it is
+    passed as an alias through a 1-element view: Inductor (torch 2.13) drops in-place updates of a float64 0-d
+    CPU graph input — ``prod.mul_(μ)`` left ``Π`` at its first value, NAdam with a float64 ``Π`` 0.16 off after 4
+    compiled steps — and writes them through a view."""
+    if torch.compiler.is_compiling() and scalar.dim() == 0:
+        return scalar.view(1).view(())
+    return scalar
 
 
 def step_reference(optimizer: RuleOptimizer, plan: StepPlan, group: dict[str, Any], params: Iterable[Tensor],
