@@ -51,6 +51,14 @@ CONFIGS = [
     (descentlab.NAdam, dict(lr=0.01, betas=(0.8, 0.99), weight_decay=0.1, decoupled_weight_decay=True,
                             eps_placement="inside", maximize=True)),
     (descentlab.NAdam, dict(lr=0.01, weight_decay=0.1, momentum_decay=0.05)),
+    (descentlab.Adamax, dict(lr=0.01)),
+    (descentlab.Adamax, dict(lr=0.01, betas=(0.5, 0.9), eps=1e-3, eps_placement="outside", weight_decay=0.1,
+                             decoupled_weight_decay=True, maximize=True)),
+    (descentlab.RAdam, dict(lr=0.01)),  # β₂ = 0.999: the 6 steps cross from ρ_t ≤ 5 to the rectified branch
+    (descentlab.RAdam, dict(lr=0.01, betas=(0.5, 0.9), weight_decay=0.1, decoupled_weight_decay=True, maximize=True)),
+    (descentlab.RAdam, dict(lr=0.01, betas=(0.8, 0.99), weight_decay=0.05)),
+    (descentlab.Rprop, dict()),
+    (descentlab.Rprop, dict(lr=0.1, etas=(0.3, 1.5), step_sizes=(1e-3, 0.2), weight_decay=0.05, maximize=True)),
 ]
 # 70 001 elements: more than one thread's share and an odd vector tail; () and (1,) are single elements.
 SHAPES = [(70_001,), (3, 40), (1,), (), (2, 2, 2)]
@@ -328,17 +336,56 @@ def test_without_a_compiler_steps_fall_back_with_one_warning(tmp_path):
 
 #: The rules that have a C kernel; a rule without one runs on the reference loop (kernels are optional).
 RULES_WITH_KERNELS = {"sgd", "heavy_ball", "ema_momentum", "adagrad", "adadelta", "rmsprop", "centered_rmsprop",
-                      "adam", "amsgrad", "nadam"}
+                      "adam", "amsgrad", "nadam", "adamax", "adamax_eps_outside", "radam", "rprop"}
 
 
 def test_which_rules_have_c_kernels():
     assert set(kernels_by_rule()) == RULES_WITH_KERNELS
 
 
+def _kernel_variants():
+    from descentlab.optim.registry import REGISTRY
+
+    found = []
+    for name, spec in REGISTRY.items():
+        if spec.requires:  # matrices, sparse gradients, a closure: rows without element-wise kernels
+            continue
+        for variant, options in spec.variants.items():
+            opt = spec.build([torch.nn.Parameter(torch.zeros(3))], **options)
+            if kernel_call(opt.plan(opt.param_groups[0])) is not None:
+                found.append((name, variant))
+    return found
+
+
+KERNEL_VARIANTS = _kernel_variants()
+
+
+@pytest.mark.slow  # ≈ 3.5 min for ~130 variant × dtype cases under both gatherers; CONFIGS covers each kernel fast
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("name, variant", KERNEL_VARIANTS, ids=[f"{n}-{v}" for n, v in KERNEL_VARIANTS])
+def test_every_registry_variant_with_a_kernel_matches_the_reference_step_by_step(name, variant, dtype):
+    """A new kernel is checked for every variant of its row, not only for the hand-picked CONFIGS."""
+    from descentlab.optim.registry import REGISTRY
+
+    spec = REGISTRY[name]
+    opts = {**spec.defaults, **spec.variants[variant]}
+    fused, ref, of, orf, gen = _twins(spec.cls, opts, dtype)
+    for step in range(1, 7):
+        _same_grads(fused, ref, gen)
+        of.step()
+        orf.step()
+        _assert_close(fused, ref, of, orf, dtype, f"{name}/{variant} step {step}")
+    assert _fused_count(of) == len(fused) and _fused_count(orf) == 0
+
+
 def test_every_registry_variant_whose_rule_has_a_kernel_gets_a_kernel_call():
     from descentlab.optim.registry import REGISTRY
 
+    from descentlab.fused.abi import CPU_KERNELS
+
     for name, spec in REGISTRY.items():
+        if spec.requires:  # matrices, sparse gradients, a closure: built on other inputs, no C kernels
+            continue
         for variant, options in spec.variants.items():
             p = torch.nn.Parameter(torch.zeros(3))
             opt = spec.build([p], **options)
@@ -381,7 +428,3 @@ def test_tensor_subclasses_take_the_reference_rule():
         opt_q.step()
     assert _fused_count(opt_p) == 0  # the parameter passes its check, the subclass gradient does not
     assert torch.equal(p.detach(), q.detach())
-    from descentlab.fused.abi import CPU_KERNELS
-
-        if spec.requires:  # matrices, sparse gradients, a closure: built on other inputs, no C kernels
-            continue

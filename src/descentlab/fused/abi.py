@@ -65,6 +65,7 @@ _ADAM_HP = ("lr", "beta1", "beta2", "eps", "eps_inside", "amsgrad", "bias_correc
             "maximize")
 _RMSPROP_HP = ("lr", "alpha", "eps", "eps_inside", "momentum", "centered", "weight_decay", "maximize")
 _RMSPROP_SLOTS = ("square_avg", "grad_avg", "momentum_buffer")
+_ADAMAX_HP = ("lr", "beta1", "beta2", "eps", "eps_inside", "decoupled", "weight_decay", "maximize")
 
 #: rule → its C kernel. The order of ``hp`` is the order ``cpu_kernels.h`` reads ``hp[0]``, ``hp[1]``, ….
 CPU_KERNELS: dict[Rule, KernelAbi] = {
@@ -86,6 +87,13 @@ CPU_KERNELS: dict[Rule, KernelAbi] = {
     rules.nadam: KernelAbi("nadam", ("exp_avg", "exp_avg_sq", None),
                            ("lr", "beta1", "beta2", "eps", "eps_inside", "momentum_decay", "decoupled",
                             "weight_decay", "maximize"), extra="mu_product"),
+    rules.adamax: KernelAbi("adamax", ("exp_avg", "exp_inf", None), _ADAMAX_HP, fixed={"eps_inside": 1.0}),
+    rules.adamax_eps_outside: KernelAbi("adamax", ("exp_avg", "exp_inf", None), _ADAMAX_HP, fixed={"eps_inside": 0.0}),
+    rules.radam: KernelAbi("radam", ("exp_avg", "exp_avg_sq", None),
+                           ("lr", "beta1", "beta2", "eps", "decoupled", "weight_decay", "maximize")),
+    rules.rprop: KernelAbi("rprop", ("prev", "step_size", None),
+                           ("etaminus", "etaplus", "step_size_min", "step_size_max", "weight_decay", "maximize")),
+    # rules.asgd has no kernel: its state holds two 0-d scalars (eta, mu) and the signature carries one (extra)
 }
 _FIELDS = ("maximize", "weight_decay", "decoupled", "counts_steps")
 

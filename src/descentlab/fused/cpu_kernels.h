@@ -385,5 +385,134 @@ KERNEL_SIGNATURE(nadam) {
     EPILOGUE
 }
 
+/* -------------------------------------------------------------------------------------- Adamax */
+/* hp: lr, β1, β2, eps, inside, decoupled, weight_decay, maximize.   State: s0 = m, s1 = u.
+ *   (decoupled) w ← (1 − η λ) w;  m ← lerp(m, g, 1 − β1);
+ *   inside (PyTorch):  u ← max(β2 u, |g| + ε);  w ← w − η/c1 · m / u
+ *   outside (Keras):   u ← max(β2 u, |g|);      w ← w − η/c1 · m / (u + ε)      (torch.maximum: NaN wins) */
+KERNEL_SIGNATURE(adamax) {
+    (void)s2; (void)extra;
+    PROLOGUE
+    REQUIRE(n == 0 || (numel && param && grad && s0 && s1 && step))
+    const double lr = hp[0], b1 = hp[1];
+    const T one_minus_b1 = (T)(1 - b1), beta2 = (T)hp[2], eps = (T)hp[3];
+    const int inside = hp[4] != 0, decoupled = hp[5] != 0, maximize = hp[7] != 0;
+    const int wd_on = !decoupled && hp[6] != 0, decay_on = decoupled && hp[6] != 0;
+    const T wd = (T)hp[6], decay = (T)(1 - lr * hp[6]);
+    T *k = (T *)malloc(sizeof(T) * (n ? n : 1)); /* per tensor: −η/c1 */
+    if (!k) { free(offsets); return 1; }
+    for (int64_t t = 0; t < n; t++) k[t] = (T)(-(lr / (1.0 - pow(b1, CAT(advance, SUF)(step, step_f64, t)))));
+    PARALLEL
+    FOR_MY_ELEMENTS({
+        PT *restrict P = (PT *)param[t];
+        PT *restrict G = (PT *)grad[t];
+        T *restrict M = (T *)s0[t];
+        T *restrict U = (T *)s1[t];
+        const T neg_step = k[t];
+        for (int64_t j = j0; j < j1; j++) {
+            T p = LOADP(P[j]);
+            if (decay_on) p = p * decay;
+            PREPARE(g, p)
+            T m = LERP(M[j], g, one_minus_b1); M[j] = m;
+            T u = U[j] * beta2, a = inside ? (g < 0 ? -g : g) + eps : (g < 0 ? -g : g);
+            u = (u > a || u != u) ? u : a; U[j] = u;
+            P[j] = STOREP(p + (neg_step * m) / (inside ? u : u + eps));
+        }
+    })
+    free(k);
+    EPILOGUE
+}
+
+/* --------------------------------------------------------------------------------------- RAdam */
+/* hp: lr, β1, β2, eps, decoupled, weight_decay, maximize.   State: s0 = m, s1 = v.
+ *   m ← lerp(m, g, 1 − β1);  v ← β2 v + (1 − β2) g²;  ρ_t = ρ_∞ − 2 t β2^t / c2  (per tensor, in double)
+ *   ρ_t > 5:  w ← w − (((m / c1) η) · ((√v + ε)⁻¹ √c2)) · r_t;   else  w ← w − (m / c1) η   (torch's op order) */
+KERNEL_SIGNATURE(radam) {
+    (void)s2; (void)extra;
+    PROLOGUE
+    REQUIRE(n == 0 || (numel && param && grad && s0 && s1 && step))
+    const double lr = hp[0], b1 = hp[1], b2 = hp[2];
+    const T lr_t = (T)lr, one_minus_b1 = (T)(1 - b1), beta2 = (T)b2, one_minus_b2 = (T)(1 - b2), eps = (T)hp[3];
+    const int decoupled = hp[4] != 0, maximize = hp[6] != 0;
+    const int wd_on = !decoupled && hp[5] != 0, decay_on = decoupled && hp[5] != 0;
+    const T wd = (T)hp[5], decay = (T)(1 - lr * hp[5]);
+    const double rho_inf = 2 / (1 - b2) - 1;
+    /* per tensor: c1, √c2, r_t (0: the un-rectified branch) */
+    T *k = (T *)malloc(sizeof(T) * 3 * (n ? n : 1));
+    if (!k) { free(offsets); return 1; }
+    for (int64_t t = 0; t < n; t++) {
+        double s = CAT(advance, SUF)(step, step_f64, t);
+        double c1 = 1.0 - pow(b1, s), c2 = 1.0 - pow(b2, s);
+        double rho = rho_inf - 2 * s * pow(b2, s) / c2;
+        k[3 * t] = (T)c1;
+        k[3 * t + 1] = (T)pow(c2, 0.5);
+        k[3 * t + 2] = rho > 5.0 ? (T)pow((rho - 4) * (rho - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho), 0.5)
+                                 : (T)0;
+    }
+    PARALLEL
+    FOR_MY_ELEMENTS({
+        PT *restrict P = (PT *)param[t];
+        PT *restrict G = (PT *)grad[t];
+        T *restrict M = (T *)s0[t];
+        T *restrict V = (T *)s1[t];
+        const T c1 = k[3 * t], root_c2 = k[3 * t + 1], r = k[3 * t + 2];
+        if (r != (T)0) {
+            for (int64_t j = j0; j < j1; j++) {
+                T p = LOADP(P[j]);
+                if (decay_on) p = p * decay;
+                PREPARE(g, p)
+                T m = LERP(M[j], g, one_minus_b1); M[j] = m;
+                T v = FMA(one_minus_b2 * g, g, V[j] * beta2); V[j] = v;
+                T adaptive = ((T)1 / (SQRT(v) + eps)) * root_c2;
+                P[j] = STOREP(p - ((m / c1) * lr_t * adaptive) * r);
+            }
+        } else {
+            for (int64_t j = j0; j < j1; j++) {
+                T p = LOADP(P[j]);
+                if (decay_on) p = p * decay;
+                PREPARE(g, p)
+                T m = LERP(M[j], g, one_minus_b1); M[j] = m;
+                V[j] = FMA(one_minus_b2 * g, g, V[j] * beta2);
+                P[j] = STOREP(p - (m / c1) * lr_t);
+            }
+        }
+    })
+    free(k);
+    EPILOGUE
+}
+
+/* --------------------------------------------------------------------------------------- Rprop */
+/* hp: η₋, η₊, Δ_min, Δ_max, weight_decay, maximize.   State: s0 = prev p, s1 = step_size Δ.
+ *   s = sign(g p) (sign(NaN) = 0, as torch's CPU sign);  Δ ← clamp(Δ · (η₊ | η₋ | 1), Δ_min, Δ_max) (NaN stays);
+ *   g ← 0 where s < 0;  w ← w − sign(g) Δ;  p ← g */
+KERNEL_SIGNATURE(rprop) {
+    (void)s2; (void)extra;
+    PROLOGUE
+    REQUIRE(n == 0 || (numel && param && grad && s0 && s1 && step))
+    const T etaminus = (T)hp[0], etaplus = (T)hp[1], lo = (T)hp[2], hi = (T)hp[3], wd = (T)hp[4];
+    const int wd_on = hp[4] != 0, maximize = hp[5] != 0;
+    for (int64_t t = 0; t < n; t++) CAT(advance, SUF)(step, step_f64, t);
+    PARALLEL
+    FOR_MY_ELEMENTS({
+        PT *restrict P = (PT *)param[t];
+        PT *restrict G = (PT *)grad[t];
+        T *restrict R = (T *)s0[t];
+        T *restrict D = (T *)s1[t];
+        for (int64_t j = j0; j < j1; j++) {
+            T p = LOADP(P[j]);
+            PREPARE(g, p)
+            T prod = g * R[j];
+            T d = D[j] * (prod > 0 ? etaplus : prod < 0 ? etaminus : (T)1);
+            if (d == d) { d = d < lo ? lo : d; d = d > hi ? hi : d; }  /* clamp: NaN stays NaN */
+            D[j] = d;
+            if (prod < 0) g = (T)0;
+            T sg = (T)((g > 0) - (g < 0));
+            P[j] = STOREP(FMA(-sg, d, p));
+            R[j] = g;
+        }
+    })
+    EPILOGUE
+}
+
 #undef KERNEL
 #undef KERNEL_SIGNATURE
