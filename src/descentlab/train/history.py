@@ -44,7 +44,7 @@ def picture_of(write: Any, max_width: int = 760) -> bytes | None:
 
         image = Image.open(io.BytesIO(data)).convert("RGB")
         if image.width > max_width:
-            image = image.resize((max_width, round(image.height * max_width / image.width)), Image.LANCZOS)
+            image = image.resize((max_width, round(image.height * max_width / image.width)), getattr(Image, "Resampling", Image).LANCZOS)
         out = io.BytesIO()
         image.quantize(colors=128).save(out, format="PNG", optimize=True)  # a third of the bytes, same look
         data = out.getvalue()

@@ -30,18 +30,16 @@ def in_notebook() -> bool:
 
 def _bar(total: int, initial: int) -> Any:
     """tqdm.auto's bar; in a notebook without ipywidgets (tqdm's widget raises ImportError) the text bar."""
-    require("tqdm", "the progress bar")
+    require("tqdm", "the progress bar")  # missing: the one-line ImportError, a warning in Progress
     notebook = in_notebook()
     kwargs = dict(total=total, initial=initial, unit="step", dynamic_ncols=True, leave=notebook)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tqdm.auto's TqdmExperimentalWarning outside notebooks
-            from tqdm.auto import tqdm
-        return tqdm(**kwargs)
+            auto = require("tqdm.auto", "the progress bar")
+        return auto.tqdm(**kwargs)
     except ImportError:  # the notebook widget needs ipywidgets
-        from tqdm import tqdm as text_tqdm
-
-        return text_tqdm(file=sys.stderr, **kwargs)
+        return require("tqdm", "the progress bar").tqdm(file=sys.stderr, **kwargs)
 
 
 class Progress:

@@ -61,6 +61,10 @@ def _unknown(kind: str, value: Any, choices: list[str], field: str) -> ApiError:
                     suggestions=close)
 
 
+def _integer(value: Any, field: str, low: int, high: int) -> int:
+    return int(_number(value, field, low, high, integer=True))
+
+
 def _number(value: Any, field: str, low: float, high: float, integer: bool = False) -> float:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if ok and integer and value != int(value):
@@ -180,7 +184,7 @@ def race_bytes(body: Any, cache: RunCache | None = CACHE) -> bytes:
     if "landscape" not in body:
         raise ApiError("landscape is required", "landscape", allowed=landscape_names())
     problem = problem_of(body["landscape"])
-    steps = _number(body.get("steps", 500), "steps", 1, MAX_STEPS, integer=True)
+    steps = _integer(body.get("steps", 500), "steps", 1, MAX_STEPS)
     (x0, x1), (y0, y1) = problem.landscape.domain
     start = body.get("start", list(problem.landscape.start))
     if not isinstance(start, (list, tuple)) or len(start) != 2:
@@ -188,7 +192,7 @@ def race_bytes(body: Any, cache: RunCache | None = CACHE) -> bytes:
     wx, wy = x1 - x0, y1 - y0
     start = (_number(start[0], "start[0]", x0 - wx, x1 + wx), _number(start[1], "start[1]", y0 - wy, y1 + wy))
     noise = _number(body.get("noise", 0.0), "noise", 0.0, 1e3)
-    seed = _number(body.get("seed", 0), "seed", 0, 2**32 - 1, integer=True)
+    seed = _integer(body.get("seed", 0), "seed", 0, 2**32 - 1)
     optimizers = body.get("optimizers")
     if not isinstance(optimizers, list) or not 1 <= len(optimizers) <= MAX_OPTIMIZERS:
         raise ApiError(f"optimizers must be a list of 1 to {MAX_OPTIMIZERS} {{\"name\", \"options\"}} objects, got "

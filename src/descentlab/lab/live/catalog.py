@@ -131,7 +131,7 @@ def _option_specs(name: str) -> tuple[dict[str, Any], ...]:
                               **_slider(pname, float(default[i]), allowed)})
             entry.update(kind="pair", parts=parts)
         elif isinstance(default, (int, float)) or default is inspect.Parameter.empty:
-            value = float(default) if default is not inspect.Parameter.empty else 0.0
+            value = float(default) if isinstance(default, (int, float)) else 0.0
             allowed = _number_range(spec, pname, value)
             entry.update(kind="number", default=value, allowed=_plain(allowed), **_slider(pname, value, allowed))
         else:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
@@ -84,10 +84,10 @@ def builtin(name: str) -> Problem:
     return Problem(name, ls, GRADIENTS.get(name) or autograd_gradient(ls))
 
 
-def check_domain(domain: object) -> tuple[tuple[float, float], tuple[float, float]]:
+def check_domain(domain: Any) -> tuple[tuple[float, float], tuple[float, float]]:
     """``[[x0, x1], [y0, y1]]`` with finite bounds, x0 < x1, y0 < y1, |bounds| ≤ 1e6."""
     try:
-        (x0, x1), (y0, y1) = domain  # type: ignore[misc]
+        (x0, x1), (y0, y1) = domain
         bounds = [float(v) for v in (x0, x1, y0, y1)]
     except (TypeError, ValueError):
         raise ValueError(f"domain must be [[x0, x1], [y0, y1]], got {domain!r}") from None
@@ -99,7 +99,7 @@ def check_domain(domain: object) -> tuple[tuple[float, float], tuple[float, floa
     return (bounds[0], bounds[1]), (bounds[2], bounds[3])
 
 
-def typed(text: str, domain: object = DEFAULT_DOMAIN) -> Problem:
+def typed(text: str, domain: Any = DEFAULT_DOMAIN) -> Problem:
     """f(x, y) typed by the learner (:class:`~descentlab.lab.live.expression.ExpressionError` for a bad one)."""
     formula = Formula(text)
     (x0, x1), (y0, y1) = check_domain(domain)

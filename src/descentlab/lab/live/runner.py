@@ -93,7 +93,7 @@ def simulate(problem: Problem, start: tuple[float, float], steps: int, name: str
 def _takes_impl(cls: type) -> bool:
     import inspect
 
-    return "impl" in inspect.signature(cls.__init__).parameters
+    return "impl" in inspect.signature(cls).parameters
 
 
 def bare_step(opt: torch.optim.Optimizer) -> Callable[[], Any]:

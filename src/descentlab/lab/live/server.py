@@ -20,7 +20,7 @@ import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
 from descentlab.lab.live import api
@@ -99,7 +99,8 @@ class Handler(BaseHTTPRequestHandler):
     def _host_ok(self) -> bool:
         """Requests must name the address served (``Host: 127.0.0.1:PORT`` or ``localhost:PORT``)."""
         host = (self.headers.get("Host") or "").strip().lower()
-        name, port = self.server.server_address[:2]
+        address: Any = self.server.server_address
+        name, port = str(address[0]), address[1]
         allowed = {f"{name}:{port}", f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}"}
         if not is_loopback(str(name)):
             return True  # --host chose another interface: the user asked for it
@@ -136,7 +137,7 @@ class Handler(BaseHTTPRequestHandler):
         if not self._host_ok():
             return self._error(HTTPStatus.FORBIDDEN, "the Host header does not name this server", "Host")
         path = urlsplit(self.path).path
-        routes = {"/api/race": api.race_bytes, "/api/landscape": api.landscape}
+        routes: dict[str, Callable[[Any], Any]] = {"/api/race": api.race_bytes, "/api/landscape": api.landscape}
         if path not in routes:
             return self._error(HTTPStatus.NOT_FOUND, f"no such API: POST {path}", "path",
                                allowed=list(routes))
@@ -167,8 +168,9 @@ class LabServer(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
-        host, port = self.server_address[:2]
-        shown = f"[{host}]" if ":" in str(host) else host
+        address: Any = self.server_address
+        host, port = str(address[0]), address[1]
+        shown = f"[{host}]" if ":" in host else host
         return f"http://{shown}:{port}/"
 
 
