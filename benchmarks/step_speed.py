@@ -52,6 +52,9 @@ CASES: dict[str, tuple[Any, dict, Any, dict, int, bool]] = {
     "adamw": (descentlab.AdamW, {}, torch.optim.AdamW, {}, 28, True),
     "nadam": (descentlab.NAdam, {}, torch.optim.NAdam, {}, 28, False),
     "adamax": (descentlab.Adamax, {}, torch.optim.Adamax, {}, 28, False),
+    "radam": (descentlab.RAdam, {}, torch.optim.RAdam, {}, 28, False),
+    "rprop": (descentlab.Rprop, {}, torch.optim.Rprop, {}, 28, False),
+    "asgd": (descentlab.ASGD, {}, torch.optim.ASGD, {}, 20, False),  # no C kernel: descentlab's reference loop
 }
 #: Tensor counts of the dispatched-operations table (1 000 elements each).
 OP_COUNTS = (1, 100, 2000)
