@@ -206,6 +206,7 @@ CASES: dict[str, Case] = {
                      "weight_decay_lr": {"weight_decay": 0.05, "lr": 0.2}},
         torch_grid=dict(lr=[0.01, 0.1], etas=[(0.5, 1.2), (0.3, 1.5)], step_sizes=[(1e-6, 50), (1e-3, 0.05)],
                         maximize=[False, True]),
+        nan_reaches_weights=False,  # as torch's: sign(NaN) = 0 leaves the weight; the NaN is kept in prev
     ),
     "asgd": Case(
         # SGD with a slowly decaying rate: sgd's budgets (Rosenbrock: 1.8e-3 after 8000 steps at 2e-3; 3e-3
