@@ -70,7 +70,9 @@ def gd_modes(out: Path, T: Tr, animate: bool) -> Result:
         opt = SGD(model.parameters(), lr=lr)
         b = len(x) if size == "full" else int(size)
         gen = torch.Generator().manual_seed(0)
-        losses, secs, per_step = [], [], []
+        losses: list[float] = []
+        secs: list[float] = []
+        per_step: list[float] = []
         for _ in range(epochs):
             order = torch.randperm(len(x), generator=gen)
             start = time.perf_counter()
@@ -446,7 +448,8 @@ def saddle(out: Path, T: Tr, animate: bool) -> Result:
                None not in esc.values() and not any(x.diverged for x in r.racers)),
               (T("every adaptive method (Adagrad, Adadelta, RMSProp, Adam) escapes before every plain-gradient one",
                  "적응적 방법(Adagrad, Adadelta, RMSProp, Adam)은 모두 기울기만 쓰는 방법보다 먼저 벗어난다"),
-               None not in esc.values() and max(adaptive) < min(plain))]
+               None not in esc.values()
+               and max(s for s in adaptive if s is not None) < min(s for s in plain if s is not None))]
     return evidence, checks, pics
 
 
