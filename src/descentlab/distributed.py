@@ -92,8 +92,10 @@ def process_group(rank: int, world_size: int, port: int | None, timeout: float |
     limit = None if timeout is None else datetime.timedelta(seconds=check_timeout(timeout))
     if store_file is not None:
         store = dist.FileStore(store_file, world_size)
-        dist.init_process_group("gloo", store=store, rank=rank, world_size=world_size,
-                                **({"timeout": limit} if limit is not None else {}))
+        if limit is None:
+            dist.init_process_group("gloo", store=store, rank=rank, world_size=world_size)
+        else:
+            dist.init_process_group("gloo", store=store, rank=rank, world_size=world_size, timeout=limit)
     else:
         os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
         dist.init_process_group("gloo", rank=rank, world_size=world_size, timeout=limit)

@@ -55,14 +55,15 @@ def run(args: argparse.Namespace) -> int:
     if len(set(names)) != len(names):
         raise ValueError(f"--optimizers names a racer twice (race one optimizer twice as NAME and NAME@TAG): "
                          f"{args.optimizers!r}")
-    start = None
+    start: tuple[float, float] | None = None
     if args.start:
         try:
-            start = tuple(float(v) for v in args.start.split(","))  # type: ignore[assignment]  # race() checks 2
+            xy = [float(v) for v in args.start.split(",")]
         except ValueError:
             raise ValueError(f"--start must be x,y (two finite numbers), got {args.start!r}") from None
-        if len(start) != 2 or not all(math.isfinite(v) for v in start):
+        if len(xy) != 2 or not all(math.isfinite(v) for v in xy):
             raise ValueError(f"--start must be x,y (two finite numbers), got {args.start!r}")
+        start = (xy[0], xy[1])
     lrs = rates(args.lr, "--lr", names)
     options = {}
     for item in args.opt:

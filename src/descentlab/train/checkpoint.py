@@ -93,7 +93,7 @@ TEMPORARY = re.compile(r"^\.checkpoint-\d{9}\.pt\.(\d+)\.tmp$")
 def remove_orphaned_temporaries(folder: str | os.PathLike) -> list[Path]:
     """Delete the half-written checkpoints of writers that died (killed mid-write: their process id, which the
     temporary file's name carries, no longer runs on this machine) and return them. A live writer's file stays."""
-    removed = []
+    removed: list[Path] = []
     folder = Path(folder)
     if not folder.is_dir():
         return removed

@@ -286,15 +286,15 @@ def fit(model: torch.nn.Module, data: Any, optimizer: torch.optim.Optimizer, *, 
     if checkpoint_dir is not None and resume:
         ck = load_latest_checkpoint(checkpoint_dir)
         if ck is not None:
-            for saved, current in ((ck.get("config"), config), (ck.get("run"), run_config)):
-                if current is None:
+            for saved, wanted in ((ck.get("config"), config), (ck.get("run"), run_config)):
+                if wanted is None:
                     continue
                 if not isinstance(saved, dict):
                     raise ValueError(f"checkpoint {ck['path']} is malformed: it holds no run configuration")
-                key = _first_difference(saved or {}, current)
+                key = _first_difference(saved or {}, wanted)
                 if key is not None:
                     raise ValueError(f"checkpoint {ck['path']} was made with {key} = {(saved or {}).get(key)!r}, "
-                                     f"this run has {key} = {current.get(key)!r}; resume with the same setting, "
+                                     f"this run has {key} = {wanted.get(key)!r}; resume with the same setting, "
                                      "or use another checkpoint_dir or resume=False")
             _check_payload(ck, epochs, len(batches), len(optimizer.param_groups))
             try:
