@@ -12,6 +12,8 @@ from typing import Any, Callable
 
 from hypothesis import strategies as st
 
+import torch
+
 import reference_rules as ref
 
 unit = st.floats(0.0, 0.999)
@@ -40,6 +42,8 @@ class Case:
         eager_state: the row creates its state in the constructor (as torch's Adagrad does).
         torch_grid: torch's own options, each with the values whose every combination test_optim_parity.py
             runs against the torch twin of the same name (``None``: no such twin).
+        reference_options: options added to every run against the naive reference (Muon's Newton–Schulz in
+            float64 — torch runs it in bfloat16, which test_optim_parity.py checks bit for bit).
         nan_reaches_weights: under ``nonfinite="ignore"`` a NaN gradient reaches the weights in one step (False for
             Lion: sign(NaN) = 0 in torch, so the NaN stays in its momentum and the weight stops moving).
     """
@@ -58,6 +62,7 @@ class Case:
     stateful: dict[str, Any] = field(default_factory=dict)
     eager_state: bool = False
     torch_grid: dict[str, list[Any]] | None = None
+    reference_options: dict[str, Any] = field(default_factory=dict)
     nan_reaches_weights: bool = True
 
 
@@ -219,6 +224,42 @@ CASES: dict[str, Case] = {
         torch_grid=dict(lambd=[1e-4, 0.01], alpha=[0.75, 0.5], t0=[1e6, 3.0], weight_decay=[0.0, 0.05],
                         maximize=[False, True]),
     ),
+    "adafactor": Case(
+        ref.adafactor, parabola=(1.0, 500), rosenbrock=(0.05, 10000),
+        # Relative steps α = max(ε₂, RMS(w))·min(η, 1/√t) shrink with the weights and with t: measured 7.3e-4 from
+        # the parabola's minimum after 500 steps, and a crawl along Rosenbrock's valley (0.029 after 10000 steps).
+        rosenbrock_tol=0.05,
+        valid=dict(beta2_decay=st.floats(-1.0, -0.1), d=st.floats(1.0, 4.0),
+                   eps=st.tuples(st.sampled_from([None, 1e-30, 1e-10]), st.floats(1e-5, 1e-2))),
+        conventions={"wd_maximize": {"weight_decay": 0.05, "maximize": True}},
+        torch_grid=dict(weight_decay=[0.0, 0.05], maximize=[False, True], eps=[(None, 1e-3), (1e-30, 1e-2)],
+                        d=[1.0, 2.0], beta2_decay=[-0.8, -0.5], lr=[1e-2, 0.3]),
+    ),
+    "muon": Case(
+        ref.muon, parabola=(0.02, 1000), rosenbrock=(2e-3, 5000),
+        # On a 1 × 2 matrix Muon's step is η times the unit direction of its momentum: it hovers at a distance
+        # ~η from the minimum (measured 7.1e-3 after 1000 steps at η = 0.02; Rosenbrock 8.0e-4 at η = 2e-3).
+        parabola_tol=0.01,
+        valid=dict(momentum=unit, nesterov=st.booleans(), ns_steps=st.integers(1, 8),
+                   adjust_lr_fn=st.sampled_from([None, "original", "match_rms_adamw"])),
+        minimise_options={"weight_decay": 0.0},
+        beta_like=None,  # torch's Muon takes any momentum >= 0
+        torch_grid=dict(weight_decay=[0.1, 0.0], momentum=[0.95, 0.5], nesterov=[True, False],
+                        adjust_lr_fn=[None, "match_rms_adamw"], ns_steps=[5, 2]),
+        reference_options={"ns_dtype": torch.float64},
+    ),
+    "sparseadam": Case(
+        ref.sparse_adam, parabola=(0.1, 500), rosenbrock=(2e-2, 5000),
+        valid=dict(betas=st.tuples(unit, unit), eps=st.floats(1e-10, 1e-3), maximize=st.booleans()),
+        beta_like="betas",
+        torch_grid=dict(betas=[(0.9, 0.999), (0.5, 0.9)], maximize=[False, True], eps=[1e-8, 1e-3]),
+    ),
+    "lbfgs": Case(
+        ref.lbfgs, parabola=(1.0, 3), rosenbrock=(1.0, 10),
+        valid=dict(history_size=st.integers(1, 20), max_iter=st.integers(1, 20)),
+        stateful={},
+        torch_grid=dict(line_search_fn=[None, "strong_wolfe"], history_size=[100, 2], max_iter=[20, 4], lr=[1.0, 0.5]),
+    ),
     "lion": Case(
         # Every coordinate moves by η (or 0): from (3, −2) Lion needs ≥ 300 steps at η = 0.01, then its momentum
         # damps the ±η oscillation (measured: 2e-14 at 600 steps; Rosenbrock at η = 1e-3: 6e-14 at 5000).
@@ -265,3 +306,27 @@ def case(name: str) -> Case:
     except KeyError:
         raise AssertionError(f"registry row {name!r} has no Case in tests/optimizer_cases.py (CASES): add one, "
                              f"with a reference rule in tests/reference_rules.py") from None
+
+
+def registry_rows(offered: tuple[str, ...] = ()) -> list[Any]:
+    """Every registry name as a pytest parameter; a row whose ``requires`` (registry.REQUIREMENTS) a test does not
+    ``offer`` — say, it steps 1-D parameters with dense gradients and no closure — is marked skipped with the
+    row's own reason, so the test report says why it did not run there."""
+    import pytest
+
+    from descentlab.optim.registry import REGISTRY
+
+    return [pytest.param(name, marks=pytest.mark.skip(reason=spec.unmet(offered))) if spec.unmet(offered) else name
+            for name, spec in REGISTRY.items()]
+
+
+def skip_unmet(name: str, offered: tuple[str, ...] = ()) -> None:
+    """Skip the running test, with the row's reason, when registry row ``name`` needs what the test does not
+    ``offer`` (registry.REQUIREMENTS: "matrices", "sparse", "closure")."""
+    import pytest
+
+    from descentlab.optim.registry import REGISTRY
+
+    reason = REGISTRY[name].unmet(offered)
+    if reason:
+        pytest.skip(reason)

@@ -228,6 +228,113 @@ def asgd(w, g, s, t, lr=1e-2, lambd=1e-4, alpha=0.75, t0=1e6, weight_decay=0.0, 
     return w
 
 
+def _rms(x):
+    return np.sqrt(np.mean(x * x)) if x.size else 0.0
+
+
+def adafactor(w, g, s, t, lr=1e-2, beta2_decay=-0.8, eps=(None, 1e-3), d=1.0, weight_decay=0.0, maximize=False):
+    """β̂₂ = 1 − t^τ;  ρ = min(η, 1/√t);  α = max(ε₂, RMS(w))·ρ;  w ← w(1 − ηλ);
+    matrix: R ← β̂₂R + (1−β̂₂)·rowmean(g²),  C ← β̂₂C + (1−β̂₂)·colmean(g²),  V̂ = R·C / max(mean(R), ε₁);
+    vector: V ← β̂₂V + (1−β̂₂)g²,  V̂ = V;   U = g / max(√V̂, ε₁);   w ← w − α/max(1, RMS(U)/d) · U."""
+    eps1 = np.finfo(np.float64).eps if eps[0] is None else eps[0]
+    g = -g if maximize else g
+    beta2 = 1 - t**beta2_decay
+    alpha = max(eps[1], _rms(w)) * min(lr, 1 / np.sqrt(t))
+    w = w * (1 - lr * weight_decay)
+    if w.ndim >= 2:
+        R = beta2 * s.get("row_var", 0.0) + (1 - beta2) * np.mean(g * g, axis=-1, keepdims=True)
+        C = beta2 * s.get("col_var", 0.0) + (1 - beta2) * np.mean(g * g, axis=-2, keepdims=True)
+        s["row_var"], s["col_var"] = R, C
+        V = R * C / np.maximum(np.mean(R, axis=-2, keepdims=True), eps1)
+    else:
+        V = beta2 * s.get("variance", np.zeros_like(w)) + (1 - beta2) * g * g
+        s["variance"] = V
+    U = g / np.maximum(np.sqrt(V), eps1)
+    s["step"] = t
+    return w - alpha / max(1.0, _rms(U) / d) * U
+
+
+def muon(w, g, s, t, lr=1e-3, weight_decay=0.1, momentum=0.95, nesterov=True,
+         ns_coefficients=(3.4445, -4.7750, 2.0315), eps=1e-7, ns_steps=5, adjust_lr_fn=None, ns_dtype=None):
+    """B ← μB + (1−μ)g;  U = (1−μ)g + μB (nesterov) or B;  X = U/max(‖U‖_F, ε) (transposed when m > n);
+    k times: A = XXᵀ, X ← aX + (bA + cA²)X;  w ← w(1 − ηλ) − η'·X,  η' = η√max(1, m/n) or 0.2η√max(m, n).
+    Computed in float64 throughout (compare with ns_dtype=torch.float64)."""
+    a, b, c = ns_coefficients
+    B = momentum * s.get("momentum_buffer", np.zeros_like(w)) + (1 - momentum) * g
+    s["momentum_buffer"] = B
+    U = (1 - momentum) * g + momentum * B if nesterov else B
+    m, n = w.shape
+    X = U.T if m > n else U
+    X = X / max(np.linalg.norm(X), eps)
+    for _ in range(ns_steps):
+        A = X @ X.T
+        X = a * X + (b * A + c * A @ A) @ X
+    X = X.T if m > n else X
+    scale = 0.2 * np.sqrt(max(m, n)) if adjust_lr_fn == "match_rms_adamw" else np.sqrt(max(1.0, m / n))
+    return w * (1 - lr * weight_decay) - lr * scale * X
+
+
+def sparse_adam(w, g, s, t, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, maximize=False):
+    """Adam on the coordinates the sparse gradient holds (``g`` is NaN where it holds none); the others keep
+    w, m and v:  m ← β₁m + (1−β₁)g,  v ← β₂v + (1−β₂)g²,  w ← w − η√(1−β₂ᵗ)/(1−β₁ᵗ) · m/(√v + ε)."""
+    b1, b2 = betas
+    hit = ~np.isnan(g)
+    g = np.where(hit, -g if maximize else g, 0.0)
+    m, v = s.get("exp_avg", np.zeros_like(w)).copy(), s.get("exp_avg_sq", np.zeros_like(w)).copy()
+    m[hit] = b1 * m[hit] + (1 - b1) * g[hit]
+    v[hit] = b2 * v[hit] + (1 - b2) * g[hit] ** 2
+    s["exp_avg"], s["exp_avg_sq"], s["step"] = m, v, t
+    w = w.copy()
+    w[hit] -= lr * np.sqrt(1 - b2**t) / (1 - b1**t) * m[hit] / (np.sqrt(v[hit]) + eps)
+    return w
+
+
+def lbfgs(x, f_and_grad, s, lr=1.0, max_iter=20, max_eval=None, tolerance_grad=1e-7, tolerance_change=1e-9,
+          history_size=100, line_search_fn=None):
+    """One ``step(closure)`` of L-BFGS with a fixed step (line_search_fn=None): up to ``max_iter`` iterations
+    of  d = −H g  (two-loop recursion over the last ``history_size`` pairs s = tΔd, y = Δg kept when yᵀs > 1e-10,
+    H₀ = yᵀs/yᵀy; d = −g on the very first iteration),  t = min(1, 1/‖g‖₁)·η then η,  x ← x + t d;  stopping at
+    max|g| ≤ tolerance_grad, gᵀd > −tolerance_change, max|t d| ≤ tolerance_change, |Δf| < tolerance_change or
+    after ``max_eval`` evaluations. ``f_and_grad(x)`` returns (f, g); ``s`` keeps the state between calls."""
+    assert line_search_fn is None, "the naive reference has no line search"
+    max_eval = max_iter * 5 // 4 if max_eval is None else max_eval
+    f, g = f_and_grad(x)
+    evals = 1
+    if np.abs(g).max() <= tolerance_grad:
+        return x
+    for n in range(1, max_iter + 1):
+        s["n_iter"] = s.get("n_iter", 0) + 1
+        if s["n_iter"] == 1:
+            d, s["pairs"], s["H"] = -g, [], 1.0
+        else:
+            y, step = g - s["prev_g"], s["d"] * s["t"]
+            if y @ step > 1e-10:
+                s["pairs"] = (s["pairs"] + [(step, y)])[-history_size:]
+                s["H"] = (y @ step) / (y @ y)
+            q, alphas = -g, []
+            for sp, yp in reversed(s["pairs"]):
+                alphas.append((sp @ q) / (yp @ sp))
+                q = q - alphas[-1] * yp
+            r = s["H"] * q
+            for (sp, yp), a in zip(s["pairs"], reversed(alphas)):
+                r = r + (a - (yp @ r) / (yp @ sp)) * sp
+            d = r
+        s["prev_g"], prev_f = g, f
+        t = min(1.0, 1.0 / np.abs(g).sum()) * lr if s["n_iter"] == 1 else lr
+        s["d"], s["t"] = d, t
+        if g @ d > -tolerance_change:
+            break
+        x = x + t * d
+        if n != max_iter:
+            f, g = f_and_grad(x)
+            evals += 1
+        if n == max_iter or evals >= max_eval or np.abs(g).max() <= tolerance_grad:
+            break
+        if np.abs(t * d).max() <= tolerance_change or abs(f - prev_f) < tolerance_change:
+            break
+    return x
+
+
 def lion(w, g, s, t, lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, decoupled_weight_decay=False, maximize=False,
          use_triton=False):
     """Lion (Chen et al. 2023): c = β₁m + (1 − β₁)g, w ← w(1 − ηλ) − η sign(c), m ← β₂m + (1 − β₂)g; with

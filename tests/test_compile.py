@@ -13,10 +13,14 @@ import pytest
 import torch
 
 from descentlab.optim import REGISTRY
+from optimizer_cases import skip_unmet
 
 pytestmark = pytest.mark.slow  # each case compiles (≈ 1–5 s on 2 cores)
 
 VARIANTS = [(name, variant) for name, spec in REGISTRY.items() for variant in spec.variants]
+#: Rows whose step cannot trace as one graph, and why.
+GRAPH_BREAKS = {"adafactor": "Adafactor reads RMS(w) and RMS(U) as Python numbers (.item(), as torch.optim.Adafactor "
+                             "does) to form its step size: a graph break per tensor"}
 
 
 def _model():
@@ -26,6 +30,7 @@ def _model():
 
 def _train(name, options, mode, steps=12):
     """Weights after ``steps`` steps: eager, ``torch.compile`` of the whole training step, or of ``opt.step``."""
+    skip_unmet(name)  # an MLP's matrices and biases, dense gradients, step() without a closure
     torch._dynamo.reset()
     model = _model()
     opt = REGISTRY[name].build(model.parameters(), **options)
@@ -77,6 +82,9 @@ def test_compiled_training_step_equals_eager_on_every_path(name, impl):
 
 @pytest.mark.parametrize("name", list(REGISTRY))
 def test_opt_step_traces_as_one_graph(name):
+    skip_unmet(name)
+    if name in GRAPH_BREAKS:
+        pytest.skip(GRAPH_BREAKS[name])
     model = _model()
     opt = REGISTRY[name].build(model.parameters(), lr=0.01)
     for _ in range(2):

@@ -8,6 +8,7 @@ import pytest
 from descentlab.lab.landscapes import get_landscape
 from descentlab.lab.race import _run_batch, race
 from descentlab.optim.registry import REGISTRY
+from optimizer_cases import skip_unmet
 
 
 def _y_oscillation(points: np.ndarray, skip: int = 5) -> float:
@@ -56,6 +57,7 @@ def test_himmelblau_starts_decide_the_minimum():
 
 @pytest.mark.parametrize("name", list(REGISTRY))
 def test_batched_grid_equals_separate_runs(name):
+    skip_unmet(name)  # the race steps one 2-vector per racer with dense gradients and no closure
     ls = get_landscape("rosenbrock")
     rates = [1e-4, 1e-3, 1e-2, 0.1]
     opts = {"weight_decay": 0.0} if name == "adamw" else {}  # the batched path needs a step linear in the rate

@@ -19,6 +19,11 @@ from optimizer_cases import case
 TWINS = [name for name, spec in REGISTRY.items()
          if spec.torch_equivalent is not None and spec.torch_equivalent[0].__name__ == spec.cls.__name__]
 GRIDS = {REGISTRY[name].cls.__name__: case(name).torch_grid for name in TWINS}
+#: The rows stepped by gradients (every row but those whose step needs a closure: LBFGS, run by the closure tests
+#: below); the matrices-only and sparse-only rows get matrices and sparse gradients (registry.REQUIREMENTS).
+ROW_OF = {REGISTRY[name].cls.__name__: name for name in TWINS}
+GRADIENT_STEPPED = [cls_name for cls_name in GRIDS if "closure" not in REGISTRY[ROW_OF[cls_name]].requires]
+CLOSURE_STEPPED = [cls_name for cls_name in GRIDS if "closure" in REGISTRY[ROW_OF[cls_name]].requires]
 
 
 def test_every_torch_twin_has_an_option_grid():
@@ -35,14 +40,34 @@ def _combos(grid):
         yield opts
 
 
-def _model_params(dtype, seed):
+def _requires(cls) -> frozenset:
+    name = ROW_OF.get(cls.__name__) if isinstance(cls, type) else None
+    return REGISTRY[name].requires if name else frozenset()
+
+
+def _model_params(dtype, seed, requires=frozenset()):
     g = torch.Generator().manual_seed(seed)
-    shapes = [(5, 3), (3,), (), (2, 2, 2)]
+    shapes = [(5, 3), (3, 4), (4, 4), (2, 6)] if "matrices" in requires else [(5, 3), (3,), (), (2, 2, 2)]
+    if "sparse" in requires:
+        shapes = [(6, 3), (5,), (4, 2), (3, 2, 2)]
     return [torch.randn(s, generator=g, dtype=dtype) for s in shapes]
 
 
+def _gradient(param, generator, requires=frozenset()):
+    """A gradient like a loss's (pulled towards the parameter); for a sparse-only row a sparse one: random rows,
+    some repeated (coalesced by the rule), sometimes none."""
+    dtype = param.dtype
+    if "sparse" not in requires:
+        return torch.randn(param.shape, generator=generator, dtype=dtype) + 0.2 * param.detach()
+    count = int(torch.randint(0, 5, (), generator=generator))
+    rows = torch.randint(0, param.shape[0], (count,), generator=generator)
+    values = torch.randn((count, *param.shape[1:]), generator=generator, dtype=dtype) + 0.2 * param.detach()[rows]
+    return torch.sparse_coo_tensor(rows[None], values, param.shape, check_invariants=True)
+
+
 def _run_pair(ours_cls, theirs_cls, opts, dtype, steps, seed=0, groups=False, impl="reference"):
-    init = _model_params(dtype, seed)
+    requires = _requires(theirs_cls)
+    init = _model_params(dtype, seed, requires)
     a = [torch.nn.Parameter(t.clone()) for t in init]
     b = [torch.nn.Parameter(t.clone()) for t in init]
 
@@ -57,14 +82,14 @@ def _run_pair(ours_cls, theirs_cls, opts, dtype, steps, seed=0, groups=False, im
         for i, (pa, pb) in enumerate(zip(a, b)):
             if groups and i == len(a) - 1:
                 continue
-            grad = torch.randn(pa.shape, generator=g, dtype=dtype) + 0.2 * pa.detach()
+            grad = _gradient(pa, g, requires)
             pa.grad, pb.grad = grad.clone(), grad.clone()
         oa.step()
         ob.step()
     return a, b, oa, ob
 
 
-@pytest.mark.parametrize("cls_name", list(GRIDS))
+@pytest.mark.parametrize("cls_name", GRADIENT_STEPPED)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
 def test_bit_exact_with_torch_over_option_grid(cls_name, dtype):
     ours, theirs = getattr(descentlab, cls_name), getattr(torch.optim, cls_name)
@@ -89,7 +114,7 @@ def test_bit_exact_with_torch_over_option_grid(cls_name, dtype):
 FUSED_TOL = {torch.float32: dict(rtol=2e-6, atol=2e-6), torch.float64: dict(rtol=1e-13, atol=1e-13)}
 
 
-@pytest.mark.parametrize("cls_name", list(GRIDS))
+@pytest.mark.parametrize("cls_name", GRADIENT_STEPPED)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
 def test_fused_path_matches_torch_over_option_grid(cls_name, dtype):
     ours, theirs = getattr(descentlab, cls_name), getattr(torch.optim, cls_name)
@@ -106,7 +131,7 @@ def test_fused_path_matches_torch_over_option_grid(cls_name, dtype):
                                            msg=lambda m: f"{cls_name}{opts} state {key!r}: {m}")
 
 
-@pytest.mark.parametrize("cls_name", list(GRIDS))
+@pytest.mark.parametrize("cls_name", GRADIENT_STEPPED)
 def test_param_groups_and_params_without_grad_match_torch(cls_name):
     ours, theirs = getattr(descentlab, cls_name), getattr(torch.optim, cls_name)
     a, b, oa, ob = _run_pair(ours, theirs, {}, torch.float32, 8, groups=True)
@@ -143,7 +168,7 @@ def test_signature_and_defaults_match_torch(cls_name):
         assert ours[name].kind == inspect.Parameter.KEYWORD_ONLY, (cls_name, name)
 
 
-@pytest.mark.parametrize("cls_name", list(GRIDS))
+@pytest.mark.parametrize("cls_name", GRADIENT_STEPPED)
 @pytest.mark.parametrize("direction", ["torch_to_ours", "ours_to_torch"])
 def test_state_dict_interchange_continues_identically(cls_name, direction):
     ours, theirs = getattr(descentlab, cls_name), getattr(torch.optim, cls_name)
@@ -160,7 +185,7 @@ def test_state_dict_interchange_continues_identically(cls_name, direction):
     g = torch.Generator().manual_seed(99)
     for _ in range(6):
         for p, q in zip(src_params, resumed_params):
-            grad = torch.randn(p.shape, generator=g)
+            grad = _gradient(p, g, _requires(theirs))
             p.grad, q.grad = grad.clone(), grad.clone()
         src.step()
         resumed.step()
@@ -171,9 +196,113 @@ def test_state_dict_interchange_continues_identically(cls_name, direction):
 def test_registry_torch_equivalents_cover_every_torch_named_class():
     named = {spec.cls.__name__ for spec in REGISTRY.values() if spec.torch_equivalent is not None}
     assert {"SGD", "Adagrad", "Adadelta", "RMSprop", "Adam", "AdamW", "NAdam", "Adamax"} <= named
+    assert {"Adafactor", "LBFGS", "Muon", "SparseAdam"} <= named
 
 
-@pytest.mark.parametrize("cls_name", list(GRIDS))
+# -- rows stepped through a closure (LBFGS): a fixed smooth loss, step(closure) on both sides -----------------
+
+
+def _closure_pair(ours_cls, theirs_cls, opts, dtype, seed=0):
+    init = _model_params(dtype, seed)
+    a = [torch.nn.Parameter(t.clone()) for t in init]
+    b = [torch.nn.Parameter(t.clone()) for t in init]
+    g = torch.Generator().manual_seed(seed + 1)
+    targets = [torch.randn(t.shape, generator=g, dtype=dtype) for t in init]
+
+    def closure_for(params, opt):
+        def closure():
+            opt.zero_grad()
+            loss = sum(((p - q) ** 2).sum() + 0.5 * ((p - q) ** 4).sum() + 0.1 * (p.sum() * q.sum()) ** 2
+                       for p, q in zip(params, targets))
+            loss.backward()
+            return loss
+        return closure
+
+    return a, b, ours_cls(a, **opts), theirs_cls(b, **opts), closure_for
+
+
+def _assert_same_lbfgs_state(sa, sb, where):
+    assert set(sa) == set(sb), f"{where}: state keys {sorted(sa)} != torch's {sorted(sb)}"
+    for key, value in sb.items():
+        mine = sa[key]
+        if isinstance(value, list):
+            assert len(mine) == len(value), (where, key)
+            for x, y in zip(mine, value):
+                assert (x is None and y is None) or torch.equal(torch.as_tensor(x), torch.as_tensor(y)), (where, key)
+        else:
+            assert torch.equal(torch.as_tensor(mine), torch.as_tensor(value)), (where, key, mine, value)
+
+
+@pytest.mark.parametrize("cls_name", CLOSURE_STEPPED)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+def test_closure_rows_bit_exact_with_torch_over_option_grid(cls_name, dtype):
+    ours, theirs = getattr(descentlab, cls_name), getattr(torch.optim, cls_name)
+    for opts in _combos(GRIDS[cls_name]):
+        a, b, oa, ob, closure_for = _closure_pair(ours, theirs, opts, dtype)
+        ca, cb = closure_for(a, oa), closure_for(b, ob)
+        for call in range(3):
+            la, lb = oa.step(ca), ob.step(cb)
+            assert torch.equal(la, lb), (cls_name, opts, call)
+            for pa, pb in zip(a, b):
+                assert torch.equal(pa, pb), f"{cls_name}{opts} after {call + 1} calls: max diff {(pa - pb).abs().max()}"
+            _assert_same_lbfgs_state(oa.state[a[0]], ob.state[b[0]], f"{cls_name}{opts}")
+
+
+@pytest.mark.parametrize("cls_name", CLOSURE_STEPPED)
+@pytest.mark.parametrize("direction", ["torch_to_ours", "ours_to_torch"])
+def test_closure_rows_state_dict_interchange_continues_identically(cls_name, direction):
+    ours, theirs = getattr(descentlab, cls_name), getattr(torch.optim, cls_name)
+    opts = {"history_size": 3, "max_iter": 4}
+    a, b, oa, ob, closure_for = _closure_pair(ours, theirs, opts, torch.float64)
+    src, src_params, dst_cls = (ob, b, ours) if direction == "torch_to_ours" else (oa, a, theirs)
+    src_closure = closure_for(src_params, src)
+    src.step(src_closure)
+    resumed_params = [torch.nn.Parameter(p.detach().clone()) for p in src_params]
+    resumed = dst_cls(resumed_params, **opts)
+    resumed.load_state_dict(copy.deepcopy(src.state_dict()))
+    resumed_closure = closure_for(resumed_params, resumed)
+    for _ in range(3):
+        src.step(src_closure)
+        resumed.step(resumed_closure)
+    for p, q in zip(src_params, resumed_params):
+        assert torch.equal(p, q), f"{cls_name} {direction}: trajectories diverge after load_state_dict"
+
+
+def test_lbfgs_refuses_what_torch_refuses():
+    p = torch.nn.Parameter(torch.ones(2))
+    with pytest.raises(ValueError, match="per-parameter options"):
+        descentlab.LBFGS([{"params": [p]}, {"params": [torch.nn.Parameter(torch.ones(1))]}])
+    with pytest.raises(ValueError, match="Tensor lr must be 1-element"):
+        descentlab.LBFGS([p], lr=torch.tensor([1.0, 2.0]))
+    opt = descentlab.LBFGS([p])
+    with pytest.raises(ValueError, match="per-parameter options"):
+        opt.add_param_group({"params": [torch.nn.Parameter(torch.ones(1))]})
+    with pytest.raises(TypeError, match="needs a closure"):
+        opt.step()
+
+
+def test_muon_and_sparse_adam_refuse_what_torch_refuses():
+    with pytest.raises(ValueError, match="only supports 2D parameters"):
+        descentlab.Muon([torch.nn.Parameter(torch.ones(3))])
+    with pytest.raises(ValueError, match="only supports 2D parameters"):
+        descentlab.Muon([torch.nn.Parameter(torch.ones(2, 2))]).add_param_group(
+            {"params": [torch.nn.Parameter(torch.ones(2, 2, 2))]})
+    with pytest.raises(ValueError, match="Complex params at indices"):
+        descentlab.SparseAdam([torch.nn.Parameter(torch.ones(2, dtype=torch.complex64))])
+    p = torch.nn.Parameter(torch.ones(3))
+    opt = descentlab.SparseAdam([p])
+    p.grad = torch.ones(3)
+    for impl in ("reference", "foreach", "auto"):
+        opt.param_groups[0]["impl"] = impl
+        with pytest.raises(RuntimeError, match="does not support dense gradients"):
+            opt.step()
+    w = torch.nn.Parameter(torch.ones(2, 2, dtype=torch.complex64))
+    w.grad = torch.ones(2, 2, dtype=torch.complex64)
+    with pytest.raises(RuntimeError, match="Adafactor does not support complex parameters"):
+        descentlab.Adafactor([w]).step()
+
+
+@pytest.mark.parametrize("cls_name", GRADIENT_STEPPED)
 def test_a_state_dict_whose_step_is_a_plain_number_loads_as_torch_loads_it(cls_name):
     """Older or converted checkpoints keep ``step`` as a number; torch turns it into its 0-d tensor."""
     ours, theirs = getattr(descentlab, cls_name), getattr(torch.optim, cls_name)
@@ -186,13 +315,15 @@ def test_a_state_dict_whose_step_is_a_plain_number_loads_as_torch_loads_it(cls_n
     oa.load_state_dict(copy.deepcopy(saved))
     ob.load_state_dict(saved)
     for pa, pb in zip(a, b):
-        grad = torch.randn(pa.shape, generator=torch.Generator().manual_seed(5))
+        grad = _gradient(pa, torch.Generator().manual_seed(5), _requires(theirs))
         pa.grad, pb.grad = grad.clone(), grad.clone()
     oa.step()
     ob.step()
     for pa, pb in zip(a, b):
         assert torch.equal(pa, pb)
-        if "step" in ob.state[pb]:
+        if "step" in ob.state[pb] and not torch.is_tensor(ob.state[pb]["step"]):  # SparseAdam keeps an int
+            assert type(oa.state[pa]["step"]) is type(ob.state[pb]["step"]) and oa.state[pa]["step"] == ob.state[pb]["step"]
+        elif "step" in ob.state[pb]:
             assert torch.is_tensor(oa.state[pa]["step"]) and torch.equal(oa.state[pa]["step"], ob.state[pb]["step"])
 
 

@@ -3,6 +3,7 @@ invalid ones raise ValueError naming the argument."""
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import pytest
@@ -11,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from descentlab.optim.registry import REGISTRY
-from optimizer_cases import case
+from optimizer_cases import case, skip_unmet
 
 NAMES = list(REGISTRY)
 shapes = st.lists(st.integers(0, 4), min_size=0, max_size=3).map(tuple)  # includes 0-d and empty tensors
@@ -37,6 +38,8 @@ def valid_case(draw, name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_valid_hyperparameters_give_finite_results(name):
+    skip_unmet(name)  # any shape, dense gradients, no closure
+
     @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(valid_case(name))
     def check(drawn):
@@ -75,7 +78,9 @@ def test_invalid_hyperparameters_raise_value_error_naming_them(name):
             value = (bad, 0.9) if key == "betas" else bad
         else:
             value = data.draw(OUT_OF_RANGE[key])
-        with pytest.raises(ValueError) as info:
+        if key not in inspect.signature(REGISTRY[name].cls).parameters:
+            return  # not an option of this row (SparseAdam and LBFGS have no weight_decay, as torch's)
+        with pytest.raises(ValueError) as info:  # checked before the parameters (Muon's 2-D-only check)
             REGISTRY[name].build([torch.nn.Parameter(torch.ones(2))], **{key: value})
         assert key in str(info.value)
 

@@ -16,7 +16,7 @@ import descentlab
 from descentlab.cli import main
 from descentlab.optim.registry import REGISTRY
 from descentlab.optim.base import STATE_FORMAT
-from optimizer_cases import case
+from optimizer_cases import case, skip_unmet
 
 NAMES = list(REGISTRY)
 
@@ -27,6 +27,7 @@ def _with_state(name):
 
 
 def _trained(name, shape=(3, 2), steps=2):
+    skip_unmet(name, ("matrices",))  # a (3, 2) matrix with dense gradients, no closure
     p = torch.nn.Parameter(torch.randn(shape))
     opt = REGISTRY[name].build([p], **_with_state(name))
     for _ in range(steps):
@@ -52,6 +53,8 @@ def test_state_dict_carries_the_format_marker_and_round_trips(name):
 def test_state_dict_from_another_optimizer_is_refused(name):
     _, opt = _trained(name)
     other = "rmsprop" if name != "rmsprop" else "adam"
+    if name == "adafactor":  # its eps is a pair: RMSprop's own eps check refuses the group first ("eps must be a
+        other = "sgd"        # real number, got (None, 0.001)"); SGD has no eps, so the state keys are compared
     target = REGISTRY[other].build([torch.nn.Parameter(torch.randn(3, 2))], **_with_state(other))
     with pytest.raises(ValueError, match="another optimizer"):
         target.load_state_dict(copy.deepcopy(opt.state_dict()))
@@ -59,6 +62,7 @@ def test_state_dict_from_another_optimizer_is_refused(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_wrong_shapes_groups_and_versions_are_refused(name):
+    skip_unmet(name)  # it also builds over 1-D parameters
     _, opt = _trained(name)
     fresh = lambda shape=(3, 2): REGISTRY[name].build([torch.nn.Parameter(torch.randn(shape))],  # noqa: E731
                                                       **_with_state(name))
@@ -129,6 +133,7 @@ def test_corrupted_state_dicts_fail_loudly_or_load_consistently(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_parameters_moved_to_another_dtype_take_their_state_along(name):
+    skip_unmet(name)  # nn.Linear: a matrix and a bias
     model = torch.nn.Linear(3, 2)
     opt = REGISTRY[name].build(model.parameters(), **_with_state(name))
     model(torch.randn(4, 3)).sum().backward()

@@ -35,6 +35,7 @@ from descentlab.optim import (
     optimizer_names,
 )
 
+from descentlab.param_groups import param_groups
 from descentlab.schedules import Scheduler
 from descentlab.data import suggest_batch_size
 from descentlab.train import History, fit
@@ -45,5 +46,5 @@ __all__ = [
     "REGISTRY", "SGD", "Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "ASGD", "Momentum", "NAdam", "Nesterov", "RAdam", "Rprop",
     "EMA", "History", "OptimizerSpec", "datasets", "fit", "models", "suggest_batch_size", "RMSprop", "Scheduler", "WeightEMA", "ema", "schedules", "create_optimizer", "get_spec", "optimizer_names", "__version__",
     "Lion", "ScheduleFreeAdamW", "ScheduleFreeSGD",
-    "Adafactor", "LBFGS", "Muon", "SparseAdam",
+    "Adafactor", "LBFGS", "Muon", "SparseAdam", "param_groups",
 ]

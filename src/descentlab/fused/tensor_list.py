@@ -181,9 +181,6 @@ class TensorList:
     def mul(self, other: Any) -> TensorList:
         return TensorList(torch._foreach_mul(self.tensors, _operand(other)))
 
-    def lerp(self, end: TensorList, weight: Any) -> TensorList:
-        return TensorList(torch._foreach_lerp(self.tensors, _tensors(end), _scalar(weight)))
-
     def div(self, other: Any) -> TensorList:
         return TensorList(torch._foreach_div(self.tensors, _operand(other)))
 

@@ -56,6 +56,10 @@ class Adafactor(RuleOptimizer):
         (0.99, ['col_var', 'row_var', 'step'])
     """
 
+    #: The step is not −η·D(state, g): η caps the relative step (ρ = min(η, 1/√t)) and scales the decay, so the
+    #: race runs each rate on its own (lab.race reads this).
+    step_is_linear_in_lr = False
+
     def __init__(
         self,
         params: Any,

@@ -16,6 +16,8 @@ from descentlab.rules.plan import StepPlan
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
 EPS = 1e-7
 NS_STEPS = 5
+#: ``ns_dtype``: the precision of the Newton–Schulz iteration (torch's bfloat16, or a wider one to study it).
+NS_DTYPES = (torch.bfloat16, torch.float32, torch.float64)
 
 
 def check_matrices(name: str, params: Any) -> None:
@@ -34,16 +36,19 @@ class Muon(RuleOptimizer):
     Symbols: ``η`` = ``lr``, ``μ`` = ``momentum``, ``λ`` = ``weight_decay``, ``B`` = ``state["momentum_buffer"]``
     (starts at 0), ``(a, b, c)`` = ``ns_coefficients``, ``k`` = ``ns_steps``; for a matrix ``W`` (m × n)::
 
-        W ← W (1 − η λ)                                  (decoupled weight decay, with the unadjusted η)
         B ← μ B + (1 − μ) g
         U ← (1 − μ) g + μ B   (nesterov=True, default)   |   U ← B
         O ← NS_k(U): X ← U / max(‖U‖_F, ε) in bfloat16;  k times  A ← X Xᵀ,  X ← a X + (b A + c A²) X
+        W ← W (1 − η λ)                                  (decoupled weight decay, with the unadjusted η)
         W ← W − η' O,   η' = η √max(1, m/n)   (adjust_lr_fn=None / "original")   |   0.2 η √max(m, n)
                                                                                   ("match_rms_adamw")
 
     ``O`` is approximately the orthogonal factor ``U Vᵀ`` of ``U = U Σ Vᵀ``: every direction of the update gets
     about the same size. Biases, gains and embeddings belong to another optimizer (AdamW): see
     :func:`descentlab.param_groups`.
+
+    ``ns_dtype`` (keyword-only, descentlab's): the iteration's precision — bfloat16 as torch and Keller Jordan run
+    it, or float32 / float64 to see what the rounding does.
 
     Conventions: Keller Jordan's reference accumulates ``B ← μ B + g``; torch (and this class) averages, which
     the normalisation inside NS makes the same direction. The iteration runs in bfloat16 as in both.
@@ -58,6 +63,8 @@ class Muon(RuleOptimizer):
         True
     """
 
+    extra_options = ("ns_dtype",)
+
     def __init__(
         self,
         params: Any,
@@ -70,13 +77,14 @@ class Muon(RuleOptimizer):
         ns_steps: int = NS_STEPS,
         adjust_lr_fn: str | None = None,
         *,
+        ns_dtype: torch.dtype = torch.bfloat16,
         impl: str = "auto",
         nonfinite: str = "ignore",
         state_dtype: torch.dtype | None = None,
     ) -> None:
         defaults = dict(lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=nesterov,
                         ns_coefficients=ns_coefficients, eps=eps, ns_steps=ns_steps, adjust_lr_fn=adjust_lr_fn,
-                        impl=impl, nonfinite=nonfinite, state_dtype=state_dtype)
+                        ns_dtype=ns_dtype, impl=impl, nonfinite=nonfinite, state_dtype=state_dtype)
         super().__init__(params, defaults)
 
     def _validate(self, group: dict[str, Any]) -> None:
@@ -94,6 +102,9 @@ class Muon(RuleOptimizer):
         if isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps < 100:
             raise ValueError(f"ns_steps must be an integer in [0, 100), got {steps!r}")
         check_choice("adjust_lr_fn", group["adjust_lr_fn"], ADJUST_LR_FNS)
+        if group["ns_dtype"] not in NS_DTYPES:
+            raise ValueError(f"ns_dtype must be one of torch.bfloat16, torch.float32, torch.float64, got "
+                             f"{group['ns_dtype']!r}")
         check_matrices(type(self).__name__, group.get("params", ()))
 
     def _init_state(self, param: Tensor, group: dict[str, Any], state: dict[str, Any]) -> None:
@@ -103,5 +114,5 @@ class Muon(RuleOptimizer):
         return StepPlan(muon, ("momentum_buffer",),
                         dict(lr=float(group["lr"]), momentum=float(group["momentum"]), nesterov=group["nesterov"],
                              ns_coefficients=tuple(float(c) for c in group["ns_coefficients"]),
-                             ns_steps=group["ns_steps"], eps=float(group["eps"]), adjust_lr_fn=group["adjust_lr_fn"]),
-                        weight_decay=float(group["weight_decay"]), decoupled=True)
+                             ns_steps=group["ns_steps"], eps=float(group["eps"]), adjust_lr_fn=group["adjust_lr_fn"],
+                             ns_dtype=group["ns_dtype"], weight_decay=float(group["weight_decay"])))

@@ -77,11 +77,13 @@ class SparseAdam(RuleOptimizer):
         state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        """As every optimizer loads a state; ``step`` stays the plain int torch's SparseAdam keeps."""
+        """As every optimizer loads a state, except that ``step`` stays as saved — the plain number torch's
+        SparseAdam keeps (the base class would turn it into a tensor)."""
+        entries = [entry for entry in state.get("state", {}).values() if isinstance(entry, dict) and "step" in entry]
+        saved = [(entry, entry["step"]) for entry in entries]
         super().__setstate__(state)
-        for entry in self.state.values():
-            if isinstance(entry.get("step"), Tensor):
-                entry["step"] = int(entry["step"].item())
+        for entry, step in saved:
+            entry["step"] = step
 
     def plan(self, group: dict[str, Any]) -> StepPlan:
         return StepPlan(sparse_adam, ("exp_avg", "exp_avg_sq", "step"),

@@ -49,6 +49,8 @@ def _apply(param: Tensor, grad: Tensor, var_estimate: Tensor, alpha: float, eps1
 
 def _factored_one(param: Tensor, grad: Tensor, row_var: Tensor, col_var: Tensor, *, step: float, lr: float,
                   beta2_decay: float, eps1: float | None, eps2: float, d: float, weight_decay: float) -> None:
+    if param.numel() == 0:
+        return  # nothing to step (torch divides by numel = 0 here and raises ZeroDivisionError)
     one_minus_beta2, alpha, eps1 = _scales(param, step, lr, beta2_decay, eps1, eps2)
     if weight_decay != 0:
         param.mul_(1 - lr * weight_decay)
@@ -63,6 +65,8 @@ def _factored_one(param: Tensor, grad: Tensor, row_var: Tensor, col_var: Tensor,
 
 def _vector_one(param: Tensor, grad: Tensor, variance: Tensor, *, step: float, lr: float, beta2_decay: float,
                 eps1: float | None, eps2: float, d: float, weight_decay: float) -> None:
+    if param.numel() == 0:
+        return  # as above
     one_minus_beta2, alpha, eps1 = _scales(param, step, lr, beta2_decay, eps1, eps2)
     if weight_decay != 0:
         param.mul_(1 - lr * weight_decay)
