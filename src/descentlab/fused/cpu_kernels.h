@@ -501,13 +501,15 @@ KERNEL_SIGNATURE(rprop) {
         for (int64_t j = j0; j < j1; j++) {
             T p = LOADP(P[j]);
             PREPARE(g, p)
+            /* selects, not branches, so that the loop vectorizes */
             T prod = g * R[j];
-            T d = D[j] * (prod > 0 ? etaplus : prod < 0 ? etaminus : (T)1);
-            if (d == d) { d = d < lo ? lo : d; d = d > hi ? hi : d; }  /* clamp: NaN stays NaN */
+            T d = D[j] * (prod > 0 ? etaplus : (prod < 0 ? etaminus : (T)1));
+            d = d < lo ? lo : d;  /* clamp as torch's: max, then min; a NaN fails both tests and stays */
+            d = d > hi ? hi : d;
             D[j] = d;
-            if (prod < 0) g = (T)0;
-            T sg = (T)((g > 0) - (g < 0));
-            P[j] = STOREP(FMA(-sg, d, p));
+            g = prod < 0 ? (T)0 : g;
+            T neg_sign = g > 0 ? (T)-1 : (g < 0 ? (T)1 : (T)0);
+            P[j] = STOREP(FMA(neg_sign, d, p));
             R[j] = g;
         }
     })
