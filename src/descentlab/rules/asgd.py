@@ -18,6 +18,8 @@ writes them; the next values use the learning rate of this step.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -45,7 +47,8 @@ def asgd(
         param.addcmul_(grad, rate, value=-1)
         ax.add_(param.sub(ax).mul_(weight))
         eta.copy_(lr / ((1 + lambd * lr * step) ** alpha))
-        mu.copy_(1 / torch.clamp(step - t0, min=1))
+        since_t0: Any = step - t0  # a 0-d tensor here
+        mu.copy_(1 / since_t0.clamp(min=1))
         return
     param.mul_(1 - lambd * rate)
     param.add_(grad, alpha=-rate)

@@ -20,6 +20,8 @@ take different branches: each side is one pass (:func:`descentlab.rules.branches
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -58,7 +60,8 @@ def radam(
     rho = sma_length(beta2, step)
     if is_traced(rho):  # torch.compile: no Python branch on a traced value
         adaptive = exp_avg_sq.sqrt().add(eps).reciprocal() * c2**0.5
-        update = torch.where(rho > 5.0, rectification(beta2, rho) * adaptive, 1.0)
+        traced: Any = rho  # a 0-d tensor here
+        update = torch.where(traced > 5.0, rectification(beta2, rho) * adaptive, 1.0)
         param.add_(exp_avg / c1 * lr * update, alpha=-1.0)
         return
     for rectified, (w, m, v, c1_, c2_, rho_) in by_branch(rho > 5.0, param, exp_avg, exp_avg_sq, c1, c2, rho):
