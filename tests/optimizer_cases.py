@@ -308,18 +308,6 @@ def case(name: str) -> Case:
                              f"with a reference rule in tests/reference_rules.py") from None
 
 
-def registry_rows(offered: tuple[str, ...] = ()) -> list[Any]:
-    """Every registry name as a pytest parameter; a row whose ``requires`` (registry.REQUIREMENTS) a test does not
-    ``offer`` — say, it steps 1-D parameters with dense gradients and no closure — is marked skipped with the
-    row's own reason, so the test report says why it did not run there."""
-    import pytest
-
-    from descentlab.optim.registry import REGISTRY
-
-    return [pytest.param(name, marks=pytest.mark.skip(reason=spec.unmet(offered))) if spec.unmet(offered) else name
-            for name, spec in REGISTRY.items()]
-
-
 def skip_unmet(name: str, offered: tuple[str, ...] = ()) -> None:
     """Skip the running test, with the row's reason, when registry row ``name`` needs what the test does not
     ``offer`` (registry.REQUIREMENTS: "matrices", "sparse", "closure")."""

@@ -203,7 +203,8 @@ class LBFGS(Optimizer):
             prev_loss = loss
 
             # the step length
-            t = min(1.0, 1.0 / flat_grad.abs().sum()) * lr if state["n_iter"] == 1 else lr
+            first: Any = min(1.0, 1.0 / flat_grad.abs().sum())  # a 0-d tensor or 1.0, as torch computes it
+            t = first * lr if state["n_iter"] == 1 else lr
             gtd = flat_grad.dot(d)  # the directional derivative g·d
             if gtd > -tolerance_change:
                 break
