@@ -108,9 +108,33 @@ def _value(plan: StepPlan, abi: KernelAbi, name: str) -> float:
     return float(plan.hp[name])
 
 
+_CALLS: dict[tuple[Any, ...], KernelCall | None] = {}
+
+
 def kernel_call(plan: StepPlan) -> KernelCall | None:
     """The C call for ``plan``, or ``None`` when its rule has no kernel or the kernel cannot honour the plan
-    (decoupled decay on a kernel without it, state it has no slot for, a step counter it does not keep)."""
+    (decoupled decay on a kernel without it, state it has no slot for, a step counter it does not keep).
+    Remembered by the plan's contents (a step on a tiny model spends more on building the call than in C)."""
+    try:
+        key: tuple[Any, ...] | None = (plan.rule, plan.state, plan.extra, plan.maximize, plan.weight_decay,
+                                       plan.decoupled, plan.counts_steps, *plan.hp.items())
+        found = _CALLS.get(key, _MISSING)  # type: ignore[arg-type]
+    except TypeError:  # an unhashable hyperparameter: build the call each time
+        key, found = None, _MISSING
+    if found is not _MISSING:
+        return found  # type: ignore[return-value]
+    call = _build_call(plan)
+    if key is not None:
+        if len(_CALLS) > 4096:  # schedules make new rates every step: keep the table small
+            _CALLS.clear()
+        _CALLS[key] = call
+    return call
+
+
+_MISSING = object()
+
+
+def _build_call(plan: StepPlan) -> KernelCall | None:
     abi = CPU_KERNELS.get(plan.rule)
     if abi is None:
         return None
