@@ -84,3 +84,15 @@ def test_existing_output_needs_resume_or_force(tmp_path, capsys):
     (out / "notes.txt").write_text("mine")
     assert main(base + ["--force"]) == 0
     assert (out / "notes.txt").read_text() == "mine"  # --force replaces only descentlab's outputs
+
+
+def test_auto_batch_size_says_what_it_chose_and_why(tmp_path, capsys):
+    out = tmp_path / "auto"
+    assert main(["train", "iris", "--batch-size", "auto", "--epochs", "1", "--quiet", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    lines = [line for line in printed.splitlines() if line.startswith("batch size: auto → ")]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert len(lines) == 1 and "full batch (" in lines[0] and "≤ 2000: the notes' rule for small sets" in lines[0]
+    assert metrics["batch_size"] == "auto" and metrics["batch_size_chosen"] == "full"
+    assert metrics["steps"] == 1  # one epoch of the whole set is one step
+    assert "≤ 2000" in metrics["batch_size_reason"] and metrics["batch_size_rule"] in lines[0]

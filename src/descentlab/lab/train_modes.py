@@ -42,6 +42,9 @@ def train_modes(out: str | Path, setting: Setting, sizes: list[Any], *, data, ch
         model_name = next(iter(results.values())).model_name
         overlay_figure(results, out / "batch_modes.png", f"{setting.dataset} · {model_name} · {setting.optimizer}")
     if log is not None:
+        for r in results.values():
+            if "batch_size_rule" in r.metrics:
+                log(f"batch size: auto → {r.metrics['batch_size_rule']}")
         log(summary_text(data.summary(), {k: r.metrics for k, r in results.items()}, out,
                          time.perf_counter() - started))
     return results

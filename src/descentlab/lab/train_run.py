@@ -155,6 +155,17 @@ def check_resume(folder: str | Path, setting: Setting, data) -> None:
                              "start a new run (--force or another --out)")
 
 
+def auto_batch_text(choice: dict[str, Any]) -> str:
+    """What ``--batch-size auto`` chose and the notes' rule behind it, in a few words."""
+    from descentlab.data.batch_size import SMALL_DATASET
+
+    n = choice["n_samples"]
+    if choice["batch_size"] == "full":
+        return f"full batch ({n} samples ≤ {SMALL_DATASET}: the notes' rule for small sets)"
+    return (f"{choice['batch_size']} ({n} samples > {SMALL_DATASET}: the notes' rule takes a power of two, "
+            "64–512 typically; this one is the smallest within 10 % of the best measured throughput)")
+
+
 @dataclass
 class TrainResult:
     """A trained setting: its history, the flat metrics (``metrics.json``), the trained model and its rate.
@@ -217,6 +228,10 @@ def train_into(folder: str | Path | None, setting: Setting, *, data=None, checkp
     metrics.update({"epochs": final["epoch"] + 1, "steps": final["steps"], "seconds": final["seconds"],
                     "batch_size": str(setting.batch_size), "optimizer": setting.optimizer, "lr": built.lr,
                     "model": built.model_name, "dataset": setting.dataset})
+    choice = getattr(history, "batch_size_choice", None)
+    if choice is not None:
+        metrics.update({"batch_size_chosen": choice["batch_size"], "batch_size_rule": auto_batch_text(choice),
+                        "batch_size_reason": choice["reason"]})
     result.metrics = metrics
     if folder is not None:
         history.to_csv(folder / "history.csv")

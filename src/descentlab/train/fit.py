@@ -217,7 +217,8 @@ def fit(model: torch.nn.Module, data: Any, optimizer: torch.optim.Optimizer, *, 
         loss: ``"mse"`` (the mean), ``"cross_entropy"``, ``"mean_output"`` or a callable ``(output, y)``.
         epochs: passes over the data (the run ends after this many, counting resumed ones).
         batch_size: ``"full"`` (batch GD), ``1`` (stochastic GD) or an integer (mini-batch GD);
-            ``"auto"`` asks :func:`descentlab.suggest_batch_size`.
+            ``"auto"`` asks :func:`descentlab.suggest_batch_size` (the choice and its reason are kept in the
+            returned History's ``batch_size_choice``).
         schedule: a callable ``t -> lr`` (e.g. from :mod:`descentlab.schedules`); ``t`` counts epochs or
             steps from 0 as ``schedule_unit`` says. Group 0 gets ``schedule(t)``, other groups keep
             their initial ratio to group 0.
@@ -269,11 +270,15 @@ def fit(model: torch.nn.Module, data: Any, optimizer: torch.optim.Optimizer, *, 
         from descentlab.data.batch_size import suggest_batch_size
 
         x0, y0 = data if isinstance(data, (tuple, list)) else MiniBatches(data, "full").batches(0).__next__()
-        size = suggest_batch_size(model, x0[:64], y0[:64], loss_fn, n_samples=len(x0)).batch_size
+        advice = suggest_batch_size(model, x0[:64], y0[:64], loss_fn, n_samples=len(x0))
+        choice: list[dict[str, Any]] = [{"batch_size": advice.batch_size, "n_samples": len(x0),
+                                         "reason": advice.reason}]
         if distributed:  # timings differ between ranks: all follow rank 0's choice
-            choice = [size]
             dist.broadcast_object_list(choice, src=0)
-            size = choice[0]
+        chosen: dict[str, Any] | None = choice[0]
+        size = choice[0]["batch_size"]
+    else:
+        chosen = None
     batches = MiniBatches(data, size, seed=seed)
     base_lrs = [float(g["lr"]) for g in optimizer.param_groups]
     if schedule is not None and len(base_lrs) > 1 and base_lrs[0] == 0:
@@ -320,6 +325,8 @@ def fit(model: torch.nn.Module, data: Any, optimizer: torch.optim.Optimizer, *, 
             _check_same_start(step, checkpoint_dir)
     elif checkpoint_dir is not None and list_checkpoints(checkpoint_dir):
         raise FileExistsError(f"{checkpoint_dir} already holds checkpoints; pass resume=True or another folder")
+
+    history.batch_size_choice = chosen
 
     def diverged(message: str, at: int, value: float) -> TrainingDiverged:
         where = (f"the last checkpoint ({Path(last_checkpoint[-1]).name}) is the last good state"
