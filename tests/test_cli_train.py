@@ -96,3 +96,27 @@ def test_auto_batch_size_says_what_it_chose_and_why(tmp_path, capsys):
     assert metrics["batch_size"] == "auto" and metrics["batch_size_chosen"] == "full"
     assert metrics["steps"] == 1  # one epoch of the whole set is one step
     assert "≤ 2000" in metrics["batch_size_reason"] and metrics["batch_size_rule"] in lines[0]
+
+
+def test_batch_modes_at_the_default_rate_show_the_notes_lesson_and_time_fairly(tmp_path, capsys):
+    import statistics
+
+    out = tmp_path / "modes"
+    assert main(["train", "digits", "--batch-size", "full,64", "--epochs", "4", "--quiet", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "lr: 0.5 (no --lr" in printed and "warm-up excluded" in printed
+    numbers = json.loads((out / "batch_modes.json").read_text())
+    assert numbers["lr"] == 0.5
+    full, mini = numbers["modes"]["full"], numbers["modes"]["64"]
+    # the notes' lesson at the default: mini-batch GD reaches a lower cost than batch GD after every epoch
+    assert all(m < f for m, f in zip(mini["cost_per_epoch"], full["cost_per_epoch"]))
+    assert mini["cost_per_epoch"][-1] < 0.5 * full["cost_per_epoch"][-1]
+    for mode, shown in numbers["modes"].items():
+        rows = list(csv.DictReader(open(out / f"batch-{mode}" / "epochs.csv")))
+        times = [float(r["epoch_seconds"]) for r in rows]
+        assert shown["epochs_timed"] == 3 and shown["warmup_excluded"] is True  # the first epoch is left out
+        assert shown["epoch_seconds_median"] == pytest.approx(statistics.median(times[1:]))
+        assert shown["epoch_seconds_min"] == pytest.approx(min(times[1:]))
+        assert shown["epoch_seconds_max"] == pytest.approx(max(times[1:]))
+    assert _image_ok(out / "batch_modes.png")
+    assert json.loads((out / "batch-64" / "metrics.json").read_text())["lr"] == 0.5

@@ -19,7 +19,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("dataset", help="dataset name (see `descentlab datasets`)")
     p.add_argument("--model", help="linear | logistic | mlp | cnn1d | quadratic (default: by task)")
     p.add_argument("--optimizer", default="sgd", help="registry name (see `descentlab optimizers`)")
-    p.add_argument("--lr", type=number(0), help="learning rate, a finite number >= 0 (default: the registry's)")
+    p.add_argument("--lr", type=number(0), help="learning rate, a finite number >= 0 (default: the registry's; "
+                                                "0.5 for sgd comparing batch modes on a classification set)")
     p.add_argument("--opt", help="optimizer options, e.g. momentum=0.9,nesterov=true (tuples as 0.9/0.999)")
     p.add_argument("--batch-size", default="full",
                    help="full | 1 | N | auto, or a comma list (full,1,64) to train and overlay the modes")
@@ -76,6 +77,7 @@ def _check_nproc(text: Any, oversubscribe: bool = False) -> int:
 def run(args: argparse.Namespace) -> int:
     from descentlab import datasets
     from descentlab.lab.options import check_name, parse_pairs
+    from descentlab.lab.train_modes import modes_lr
     from descentlab.lab.train_run import Setting, build
     from descentlab.optim.registry import get_spec
 
@@ -100,7 +102,12 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--batch-size {size} is smaller than --nproc {nproc}: every process needs a "
                              f"share of each batch; use --batch-size >= {nproc} or --nproc <= {size}")
     setting.options = parse_pairs(args.opt, "--opt")
+    if args.lr is None:
+        setting.lr = modes_lr(args.optimizer, data.task, sizes)
     build(setting, data)  # bad --opt / --schedule stop here, before any folder or process
+    if setting.lr is not None and args.lr is None:
+        print(f"lr: {setting.lr:g} (no --lr: the batch-mode comparison's default for sgd, the gd-modes lesson's "
+              "rate, at which mini-batch GD reaches a lower cost than batch GD in the same epochs)")
     out = Path(args.out)
     try:
         _locked(out, setting, sizes, data, nproc, args)

@@ -166,6 +166,20 @@ def auto_batch_text(choice: dict[str, Any]) -> str:
             "64–512 typically; this one is the smallest within 10 % of the best measured throughput)")
 
 
+def epoch_timing(epochs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The wall time of an epoch's steps, measured fairly: the median over the epochs after the first (the first
+    pays the warm-up), with the fastest and slowest of them as the spread; with one epoch, that one."""
+    import statistics
+
+    times = [float(r["epoch_seconds"]) if "epoch_seconds" in r else float(r["seconds"]) - before
+             for r, before in zip(epochs, [0.0] + [float(r["seconds"]) for r in epochs[:-1]])]
+    timed = times[1:] if len(times) > 1 else times
+    if not timed:
+        return {}
+    return {"epoch_seconds_median": statistics.median(timed), "epoch_seconds_min": min(timed),
+            "epoch_seconds_max": max(timed), "epochs_timed": len(timed), "warmup_excluded": len(times) > 1}
+
+
 @dataclass
 class TrainResult:
     """A trained setting: its history, the flat metrics (``metrics.json``), the trained model and its rate.
@@ -228,6 +242,7 @@ def train_into(folder: str | Path | None, setting: Setting, *, data=None, checkp
     metrics.update({"epochs": final["epoch"] + 1, "steps": final["steps"], "seconds": final["seconds"],
                     "batch_size": str(setting.batch_size), "optimizer": setting.optimizer, "lr": built.lr,
                     "model": built.model_name, "dataset": setting.dataset})
+    metrics.update(epoch_timing(history.epochs))
     choice = getattr(history, "batch_size_choice", None)
     if choice is not None:
         metrics.update({"batch_size_chosen": choice["batch_size"], "batch_size_rule": auto_batch_text(choice),

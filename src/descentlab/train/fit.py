@@ -357,6 +357,7 @@ def fit(model: torch.nn.Module, data: Any, optimizer: torch.optim.Optimizer, *, 
         for epoch in range(start_epoch, epochs):
             if schedule is not None and schedule_unit == "epoch":
                 _set_rates(optimizer, schedule, epoch, base_lrs)
+            epoch_start = time.perf_counter()
             for b, (x, y) in enumerate(batches.batches(epoch, start_batch), start=start_batch):
                 if schedule is not None and schedule_unit == "step":
                     _set_rates(optimizer, schedule, step, base_lrs)
@@ -387,6 +388,7 @@ def fit(model: torch.nn.Module, data: Any, optimizer: torch.optim.Optimizer, *, 
                 if max_seconds is not None and _any_rank(now >= max_seconds, distributed):
                     out_of_time = b + 1 < len(batches)
                     break
+            epoch_seconds = time.perf_counter() - epoch_start  # the steps only, not the evaluation below
             start_batch = 0
             row: dict[str, Any] = {"epoch": epoch, **({"partial": True} if out_of_time else {})}
             train_eval = evaluate(model, data if isinstance(data, (tuple, list)) else next(
@@ -399,7 +401,8 @@ def fit(model: torch.nn.Module, data: Any, optimizer: torch.optim.Optimizer, *, 
             if val is not None:
                 row.update({f"val_{k}": v for k, v in evaluate(model, val, loss_fn, accuracy).items()})
             row.update({"lr": float(optimizer.param_groups[0]["lr"]), "steps": step, "samples": samples,
-                        "seconds": elapsed + time.perf_counter() - t0, "skipped_steps": skipped})
+                        "seconds": elapsed + time.perf_counter() - t0, "epoch_seconds": epoch_seconds,
+                        "skipped_steps": skipped})
             history.record_epoch(row)
             if out_of_time:
                 break

@@ -74,8 +74,8 @@ def notebook_html(title: str, picture: bytes | None, headers: list[str], rows: l
 class History:
     """The record of a run. ``steps`` has one dict per optimizer step (``step, epoch, loss, loss_ema, lr,
     samples, seconds``), ``epochs`` one per finished epoch (``epoch, train_loss, val_loss, …, lr, steps,
-    samples, seconds``). ``loss_ema`` is the bias-corrected EMA (β = ``ema_beta``) of the per-step loss.
-    ``batch_size_choice`` is what ``batch_size="auto"`` chose (``{"batch_size", "n_samples", "reason"}``; ``None``
+    samples, seconds, epoch_seconds`` — the time of the epoch's steps alone). ``loss_ema`` is the bias-corrected
+    EMA (β = ``ema_beta``) of the per-step loss. ``batch_size_choice`` is what ``batch_size="auto"`` chose (``{"batch_size", "n_samples", "reason"}``; ``None``
     when the size was given)."""
 
     steps: list[dict[str, Any]] = field(default_factory=list)
