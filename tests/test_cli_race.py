@@ -61,3 +61,29 @@ def test_demo_end_to_end(tmp_path, capsys, browser):
     assert errors == [] and dom.count('href="') >= 3 and "digits" in dom and "lessons/index.html" in dom
     assert json.loads((out / "lessons" / "lessons.json").read_text())[0]["id"] == "gd-modes"
     assert main(["demo", "--out", str(out)]) == 2  # an earlier demo is never overwritten
+
+
+def test_schedule_per_racer_from_the_cli(tmp_path, capsys):
+    out = tmp_path / "sched"
+    assert main(["race", "ravine", "--optimizers", "sgd,sgd@decay", "--steps", "60", "--lr", "sgd@decay=0.1,sgd=0.1",
+                 "--schedule", "sgd@decay=exponential:gamma=0.9", "--frames", "4", "--out", str(out)]) == 0
+    rows = {r["optimizer"]: r for r in csv.DictReader(open(out / "metrics.csv"))}
+    assert set(rows) == {"sgd", "sgd@decay"}
+    assert rows["sgd"] != rows["sgd@decay"]  # the decayed racer took other steps
+
+
+@pytest.mark.parametrize("schedule,fragment", [
+    ("sgd", "--schedule must be NAME=SCHEDULE"),
+    ("adam=exponential:gamma=0.9", "--schedule adam: 'adam' is not in the race"),
+    ("sgd=exponentail:gamma=0.9", "--schedule sgd: unknown schedule 'exponentail'"),
+    ("sgd=exponential:gamma=2", "--schedule sgd: gamma must be in (0, 1]"),
+    ("sgd=exponential:gama=0.9", "--schedule sgd: exponential: exponential() got an unexpected keyword"),
+    ("sgd=piecewise:boundaries=5,values=0/0", "--schedule sgd:"),
+])
+def test_bad_schedules_are_refused_before_anything_is_written(tmp_path, capsys, schedule, fragment):
+    out = tmp_path / "x"
+    assert main(["race", "ravine", "--optimizers", "sgd", "--steps", "20", "--schedule", schedule,
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and len(err.strip().splitlines()) == 1
+    assert not out.exists() or not any(out.iterdir())

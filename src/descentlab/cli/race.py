@@ -20,6 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--start", help="x,y (default: the landscape's); write --start=-1,2 when x is negative")
     p.add_argument("--lr", help="NAME=X,… learning rates, each a finite number > 0 (default: the registry's)")
     p.add_argument("--opt", action="append", default=[], help="NAME:k=v,… options for one optimizer (repeatable)")
+    p.add_argument("--schedule", action="append", default=[],
+                   help="NAME=SCHEDULE:k=v,… a rate schedule for one racer, per step (repeatable), e.g. "
+                        "sgd=exponential:gamma=0.99; lr0 defaults to its --lr or the registry's rate")
     p.add_argument("--tune", action="store_true", help="also race every optimizer at its best rate on a log grid")
     p.add_argument("--noise", type=number(0), default=0.0,
                    help="gradient noise σ, a finite number >= 0 (imitates mini-batch gradients)")
@@ -78,14 +81,49 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--opt {name}: {name!r} is not in the race ({', '.join(names)})")
         options[name] = parse_pairs(rest, f"--opt {name}")
         check_optimizer(name.partition("@")[0], options[name], lrs.get(name), f"--opt {name}")
+    schedules = racer_schedules(args.schedule, names, lrs, args.steps)
     out = Path(args.out)
     with folder_lock(out, "descentlab race"):
         if half_written(out):
             print(f"{out} holds a race that was stopped while writing its outputs (no report.html): replacing it")
         check_out(out, args.force)
-        result = race(landscape, names, steps=args.steps, start=start, lr=lrs, options=options, noise=args.noise,
+        result = race(landscape, names, steps=args.steps, start=start, lr=lrs, options=options, schedules=schedules,
+                      noise=args.noise,
                       seed=args.seed, tol=args.tol, tune=args.tune, clip=args.clip)
         paths = write_race_outputs(result, out, force=True, frames=min(args.frames, args.steps + 1))
     print(format_table(result))
     print(f"wrote {', '.join(str(p) for p in paths.values())}")
     return 0
+
+
+def racer_schedules(items: list[str], names: list[str], lrs: dict[str, float], steps: int) -> dict:
+    """``--schedule NAME=SPEC`` items → ``{racer: t -> lr}``, each parsed by the lab's schedule parser (``lr0``
+    defaults to the racer's ``--lr``, which the schedule then replaces, else the registry's rate) and checked
+    over the race's steps, before anything is written."""
+    import math
+
+    from descentlab.lab.options import parse_schedule
+    from descentlab.optim.registry import get_spec
+
+    schedules = {}
+    for item in items:
+        name, sep, spec = item.partition("=")
+        name = name.strip()
+        if not sep or not name or not spec.strip():
+            raise ValueError(f"--schedule must be NAME=SCHEDULE:k=v,… (e.g. sgd=exponential:gamma=0.99), got {item!r}")
+        if name not in names:
+            raise ValueError(f"--schedule {name}: {name!r} is not in the race ({', '.join(names)})")
+        if name in schedules:
+            raise ValueError(f"--schedule {name}: given twice; give each racer one schedule")
+        lr0 = lrs.pop(name) if name in lrs else get_spec(name.partition("@")[0]).lr
+        try:
+            schedule = parse_schedule(spec.strip(), lr0)
+        except ValueError as err:
+            message = str(err).removeprefix("--schedule ")
+            raise ValueError(f"--schedule {name}: {message}") from None
+        values = [float(schedule(t)) for t in range(steps + 1)]
+        if not all(math.isfinite(v) and v >= 0 for v in values) or max(values) <= 0:
+            raise ValueError(f"--schedule {name}: {spec.strip()!r} must give finite rates >= 0, not all 0, over the "
+                             f"race's steps 0..{steps}")
+        schedules[name] = schedule
+    return schedules
