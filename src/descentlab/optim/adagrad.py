@@ -29,7 +29,9 @@ class Adagrad(RuleOptimizer):
 
     Conventions: like PyTorch, the state is created in the constructor. ``G`` only grows, so the
     effective step shrinks towards zero — the weakness RMSProp and Adadelta repair.
-    Sparse gradients are refused (``torch.optim.Adagrad`` handles them).
+    Sparse gradients (``nn.Embedding(sparse=True)``) are taken on the reference path as ``torch.optim.Adagrad``
+    takes them — only the entries the gradient names are read and written — except with coupled weight decay,
+    refused as torch refuses it.
 
     Example::
 
@@ -74,15 +76,17 @@ class Adagrad(RuleOptimizer):
                 self._init_state(self._working_copy(p, group), group, self.state[p])
 
     def _validate(self, group: dict[str, Any]) -> None:
-        check_range("lr", group["lr"])
-        check_range("lr_decay", group["lr_decay"])
-        check_range("weight_decay", group["weight_decay"])
-        check_range("initial_accumulator_value", group["initial_accumulator_value"])
-        check_range("eps", group["eps"])
+        check_range("lr", group["lr"], as_torch=True)
+        check_range("lr_decay", group["lr_decay"], as_torch=True)
+        check_range("weight_decay", group["weight_decay"], as_torch=True)
+        check_range("initial_accumulator_value", group["initial_accumulator_value"], as_torch=True)
+        check_range("eps", group["eps"], as_torch=True)
         check_bool("maximize", group["maximize"])
         check_choice("eps_placement", group["eps_placement"], EPS_PLACEMENTS)
         check_bool("decoupled_weight_decay", group["decoupled_weight_decay"])
         check_torch_flags(group)
+
+    accepts_sparse_gradients = True
 
     def _init_state(self, param: Tensor, group: dict[str, Any], state: dict[str, Any]) -> None:
         init = group["initial_accumulator_value"]

@@ -9,7 +9,8 @@ from torch import Tensor
 
 from descentlab.optim.base import RuleOptimizer, new_step_counter
 from descentlab.optim.sgd import check_torch_flags
-from descentlab.optim.validation import as_float, check_betas, check_bool, check_choice, check_range
+from descentlab.optim.validation import (as_float, check_betas, check_bool, check_choice, check_range,
+                                         check_tensor_betas, check_tensor_lr)
 from descentlab.rules.adam import adam, amsgrad
 from descentlab.rules.adam_forms import adam_efficient, amsgrad_corrected, amsgrad_efficient
 from descentlab.rules.common import EPS_PLACEMENTS
@@ -90,10 +91,12 @@ class Adam(RuleOptimizer):
         super().__init__(params, defaults)
 
     def _validate(self, group: dict[str, Any]) -> None:
-        check_range("lr", group["lr"])
-        check_betas(group["betas"])
-        check_range("eps", group["eps"])
-        check_range("weight_decay", group["weight_decay"])
+        check_tensor_lr(group)  # torch.optim.Adam's checks in its order, with its wording as well
+        check_range("lr", group["lr"], as_torch=True)
+        check_range("eps", group["eps"], as_torch=True)
+        check_betas(group["betas"], as_torch=True)
+        check_range("weight_decay", group["weight_decay"], as_torch=True)
+        check_tensor_betas(group)
         check_bool("amsgrad", group["amsgrad"])
         check_bool("maximize", group["maximize"])
         check_bool("decoupled_weight_decay", group["decoupled_weight_decay"])

@@ -67,13 +67,13 @@ class ASGD(RuleOptimizer):
         super().__init__(params, defaults)
 
     def _validate(self, group: dict[str, Any]) -> None:
-        check_range("lr", group["lr"])
+        check_range("lr", group["lr"], as_torch=True)
         check_range("lambd", group["lambd"])
         check_range("alpha", group["alpha"])
         t0 = as_float("t0", group["t0"])
         if t0 != t0:
             raise ValueError(f"t0 must be a real number, got {group['t0']!r}")
-        check_range("weight_decay", group["weight_decay"])
+        check_range("weight_decay", group["weight_decay"], as_torch=True)
         check_bool("maximize", group["maximize"])
         check_torch_flags(group)
 

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from descentlab.optim.reference import step_reference
 from descentlab.optim.state_dict import COMMON_OPTIONS, STATE_FORMAT, StateDictOptimizer
-from descentlab.optim.validation import check_choice
+from descentlab.optim.validation import check_choice, check_fused_params
 from descentlab.rules.plan import StepPlan
 
 _FUSED: Any = None
@@ -85,7 +85,8 @@ class RuleOptimizer(StateDictOptimizer):
     #: Complex parameters are stepped as pairs of reals (torch's Adam, RMSprop, Adagrad, … do the same);
     #: ``SGD`` steps them in complex arithmetic, as ``torch.optim.SGD`` does, so it sets this to False.
     complex_as_real: bool = True
-    #: The reference loop refuses sparse gradients unless the class sets this (SparseAdam, whose rule takes them);
+    #: The reference loop refuses sparse gradients unless the class sets this (SparseAdam, SGD, Adagrad: their rules
+    #: take them, as torch's do);
     #: the C, compiled and multi-tensor paths take only dense (strided) gradients, so sparse ones always reach it.
     accepts_sparse_gradients: bool = False
 
@@ -94,6 +95,8 @@ class RuleOptimizer(StateDictOptimizer):
         self._validate_group(dict(defaults))
         #: Steps skipped because a gradient was not finite (``nonfinite="skip"``).
         self.skipped_steps = 0
+        #: A ``fused=True`` group's parameters are checked as torch checks them (see ``_step``) until a step passes.
+        self._need_device_dtype_check_for_fused = True
         super().__init__(params, defaults)
 
     # -- groups --------------------------------------------------------------------------------
@@ -101,6 +104,7 @@ class RuleOptimizer(StateDictOptimizer):
         """torch's ``add_param_group`` (a parameter listed twice in a group draws torch's warning and is stepped
         twice, as torch does), then this optimizer's validation of the group."""
         super().add_param_group(param_group)
+        self._need_device_dtype_check_for_fused = True
         index = len(self.param_groups) - 1
         try:
             self._validate_group(self.param_groups[index])
@@ -118,6 +122,7 @@ class RuleOptimizer(StateDictOptimizer):
         ``step`` saved as a plain number (older checkpoints, converted ones) becomes the 0-d tensor torch keeps."""
         super().__setstate__(state)
         self.__dict__.setdefault("skipped_steps", 0)
+        self._need_device_dtype_check_for_fused = True
         for group in self.param_groups:
             for key in self.extra_options:
                 group.setdefault(key, self.defaults[key])
@@ -167,6 +172,11 @@ class RuleOptimizer(StateDictOptimizer):
             return self._step(loss)
 
     def _step(self, loss: Any) -> Any:
+        if getattr(self, "_need_device_dtype_check_for_fused", True):
+            # torch.optim's fused classes refuse, at the step, parameters its fused kernels cannot take
+            fused = [group for group in self.param_groups if group.get("fused")]
+            check_fused_params(type(self).__name__, self.param_groups)
+            self._need_device_dtype_check_for_fused = not any(p.grad is not None for g in fused for p in g["params"])
         found_inf = getattr(self, "found_inf", None)
         if found_inf is not None and bool(found_inf):
             return loss  # GradScaler found inf/NaN: no parameter or state changes, the scale is lowered

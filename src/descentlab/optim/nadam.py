@@ -9,7 +9,7 @@ from torch import Tensor
 
 from descentlab.optim.base import RuleOptimizer, new_step_counter, scalar_dtype
 from descentlab.optim.sgd import check_torch_flags
-from descentlab.optim.validation import check_betas, check_bool, check_choice, check_range
+from descentlab.optim.validation import check_betas, check_bool, check_choice, check_range, worded
 from descentlab.rules.common import EPS_PLACEMENTS
 from descentlab.rules.plan import StepPlan
 from descentlab.rules.nadam import nadam
@@ -78,14 +78,14 @@ class NAdam(RuleOptimizer):
         super().__init__(params, defaults)
 
     def _validate(self, group: dict[str, Any]) -> None:
-        check_range("lr", group["lr"])
-        check_betas(group["betas"])
-        check_range("eps", group["eps"])
-        check_range("weight_decay", group["weight_decay"])
+        check_range("lr", group["lr"], as_torch=True)
+        check_range("eps", group["eps"], as_torch=True)
+        check_betas(group["betas"], as_torch=True)
+        check_range("weight_decay", group["weight_decay"], as_torch=True)
         psi = group["momentum_decay"]
         if not (isinstance(psi, (int, float)) and not isinstance(psi, bool) and psi >= 0):  # NaN fails psi >= 0
-            raise ValueError(f"momentum_decay must be in [0, inf] (inf: the constant μ = β₁ of optax's nadam), "
-                             f"got {psi!r}")
+            raise ValueError(worded(f"momentum_decay must be in [0, inf] (inf: the constant μ = β₁ of optax's "
+                                    f"nadam), got {psi!r}", "momentum_decay", psi))
         if group.get("mu_product_dtype") not in MU_PRODUCT_DTYPES:
             raise ValueError(f"mu_product_dtype must be one of None, torch.float32, torch.float64, got "
                              f"{group.get('mu_product_dtype')!r}")

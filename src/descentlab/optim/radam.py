@@ -65,10 +65,10 @@ class RAdam(RuleOptimizer):
         super().__init__(params, defaults)
 
     def _validate(self, group: dict[str, Any]) -> None:
-        check_range("lr", group["lr"])
-        check_betas(group["betas"])
-        check_range("eps", group["eps"])
-        check_range("weight_decay", group["weight_decay"])
+        check_range("lr", group["lr"], as_torch=True)
+        check_range("eps", group["eps"], as_torch=True)
+        check_betas(group["betas"], as_torch=True)
+        check_range("weight_decay", group["weight_decay"], as_torch=True)
         check_bool("decoupled_weight_decay", group["decoupled_weight_decay"])
         check_bool("maximize", group["maximize"])
         check_torch_flags(group)

@@ -4,7 +4,8 @@ This is the oracle every faster path is checked against: plain tensor operations
 states them (see :mod:`descentlab.rules.plan`), with the adapter's duties around them — lazy state creation,
 state that follows a moved parameter, the wider ``state_dtype`` working copy, complex parameters viewed as
 pairs of reals, GradScaler's unscaling and the sparse-gradient refusal (unless the optimizer class sets
-``accepts_sparse_gradients = True``: SparseAdam's rule takes them).
+``accepts_sparse_gradients = True``: SparseAdam's, SGD's and Adagrad's rules take them; with coupled weight decay
+they are refused, as torch refuses them).
 """
 
 from __future__ import annotations
@@ -61,9 +62,13 @@ def step_reference(optimizer: RuleOptimizer, plan: StepPlan, group: dict[str, An
         grad = param.grad
         if grad is None:
             continue
-        if grad.is_sparse and not optimizer.accepts_sparse_gradients:
-            raise RuntimeError(f"{name} does not support sparse gradients; "
-                               "use torch.optim.SparseAdam or torch.optim.Adagrad for sparse embeddings")
+        if grad.is_sparse:
+            if not optimizer.accepts_sparse_gradients:
+                raise RuntimeError(f"{name} does not support sparse gradients; "
+                                   "use torch.optim.SparseAdam or torch.optim.Adagrad for sparse embeddings")
+            if plan.weight_decay != 0 and not plan.decoupled:
+                raise RuntimeError(f"{name}: weight_decay option is not compatible with sparse gradients (g + λw "
+                                   "would be dense; torch.optim refuses it too)")
         if grad_inv_scale:
             grad.mul_(torch.tensor(grad_inv_scale, dtype=torch.float32, device=grad.device))  # as unscale_
         state = optimizer.state.get(param) if not plan.stateful else optimizer.state[param]

@@ -86,11 +86,11 @@ class RMSprop(RuleOptimizer):
         super().__init__(params, defaults)
 
     def _validate(self, group: dict[str, Any]) -> None:
-        check_range("lr", group["lr"])
-        check_range("alpha", group["alpha"], 0.0, 1.0)
-        check_range("eps", group["eps"])
-        check_range("weight_decay", group["weight_decay"])
-        momentum = check_range("momentum", group["momentum"], 0.0, 1.0)
+        check_range("lr", group["lr"], as_torch=True)
+        check_range("eps", group["eps"], as_torch=True)
+        momentum = check_range("momentum", group["momentum"], 0.0, 1.0, as_torch=True)
+        check_range("weight_decay", group["weight_decay"], as_torch=True)
+        check_range("alpha", group["alpha"], 0.0, 1.0, as_torch=True)
         check_bool("centered", group["centered"])
         check_bool("lr_in_buffer", group["lr_in_buffer"])
         if check_bool("nesterov", group["nesterov"]) and momentum <= 0:

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from descentlab.optim.base import RuleOptimizer
-from descentlab.optim.validation import check_bool, check_choice, check_range, check_unsupported_flag
+from descentlab.optim.validation import check_bool, check_choice, check_range, check_unsupported_flag, worded
 from descentlab.rules.plan import StepPlan
 from descentlab.rules.momentum_lr_inside import heavy_ball_lr_inside
 from descentlab.rules.sgd import ema_momentum, heavy_ball, sgd
@@ -95,10 +95,10 @@ class SGD(RuleOptimizer):
         super().__init__(params, defaults)
 
     def _validate(self, group: dict[str, Any]) -> None:
-        check_range("lr", group["lr"])
-        momentum = check_range("momentum", group["momentum"], 0.0, 1.0)
+        check_range("lr", group["lr"], as_torch=True)
+        momentum = check_range("momentum", group["momentum"], 0.0, 1.0, as_torch=True)
+        check_range("weight_decay", group["weight_decay"], as_torch=True)
         dampening = check_range("dampening", group["dampening"], 0.0, 1.0, high_open=False)
-        check_range("weight_decay", group["weight_decay"])
         check_bool("nesterov", group["nesterov"])
         check_bool("maximize", group["maximize"])
         form = check_choice("momentum_form", group["momentum_form"], MOMENTUM_FORMS)
@@ -106,10 +106,9 @@ class SGD(RuleOptimizer):
         check_bool("decoupled_weight_decay", group["decoupled_weight_decay"])
         check_torch_flags(group)
         if group["nesterov"] and (momentum <= 0 or dampening != 0):
-            raise ValueError(
+            raise ValueError(worded(
                 f"nesterov=True requires momentum > 0 and dampening = 0, got momentum={group['momentum']!r}, "
-                f"dampening={group['dampening']!r}"
-            )
+                f"dampening={group['dampening']!r}", "nesterov"))
         if form == "ema" and dampening != 0:
             raise ValueError(f"dampening must be 0 with momentum_form='ema' (the ema form already weights g by 1 - momentum), got {group['dampening']!r}")
         if lr_in_buffer and form != "sum":
@@ -122,6 +121,10 @@ class SGD(RuleOptimizer):
     def _init_state(self, param: Tensor, group: dict[str, Any], state: dict[str, Any]) -> None:
         if group["momentum"] != 0:
             state["momentum_buffer"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+
+    #: as torch.optim.SGD: plain GD adds a sparse gradient as it is (torch's result to the bit); the momentum forms
+    #: keep a dense buffer and add the gradient densified (torch keeps a sparse one: equal to rounding)
+    accepts_sparse_gradients = True
 
     def plan(self, group: dict[str, Any]) -> StepPlan:
         lr, momentum = float(group["lr"]), group["momentum"]

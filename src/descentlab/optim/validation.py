@@ -7,12 +7,43 @@ from typing import Any, Iterable
 
 import torch
 
+#: torch.optim's own message for a bad value of each hyperparameter its constructors check, keyed by the name.
+#: The torch-named classes pass ``as_torch=True`` to the checks below, which then append torch's wording to
+#: descentlab's (``"lr must be in [0, inf), got -1.0 (torch.optim: Invalid learning rate: -1.0)"``), so a
+#: ``pytest.raises(ValueError, match=...)`` written against torch.optim matches too. descentlab's wording stays
+#: first: the live lab reads the allowed range from it.
+TORCH_WORDING: dict[str, str] = {
+    "lr": "Invalid learning rate: {}",
+    "eps": "Invalid epsilon value: {}",
+    "betas[0]": "Invalid beta parameter at index 0: {}",
+    "betas[1]": "Invalid beta parameter at index 1: {}",
+    "weight_decay": "Invalid weight_decay value: {}",
+    "momentum": "Invalid momentum value: {}",
+    "rho": "Invalid rho value: {}",
+    "alpha": "Invalid alpha value: {}",
+    "lr_decay": "Invalid lr_decay value: {}",
+    "initial_accumulator_value": "Invalid initial_accumulator_value value: {}",
+    "momentum_decay": "Invalid momentum_decay value: {}",
+    "nesterov": "Nesterov momentum requires a momentum and zero dampening",
+    "tensor": "Tensor {} must be 1-element",
+    "betas kinds": "betas must be either both floats or both Tensors",
+    "tensor with foreach": "{} as a Tensor is not supported for capturable=False and foreach=True",
+}
 
-def as_float(name: str, value: Any) -> float:
+
+def worded(message: str, key: str, value: Any = None, as_torch: bool = True) -> str:
+    """``message``, followed by torch.optim's wording for ``key`` (:data:`TORCH_WORDING`) when ``as_torch``."""
+    if not as_torch or key not in TORCH_WORDING:
+        return message
+    return f"{message} (torch.optim: {TORCH_WORDING[key].format(value)})"
+
+
+def as_float(name: str, value: Any, *, as_torch: bool = False) -> float:
     """A real number from a float, int or one-element tensor; anything else is a ``ValueError``."""
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
-            raise ValueError(f"{name} given as a tensor must have exactly one element, got shape {tuple(value.shape)}")
+            raise ValueError(worded(f"{name} given as a tensor must have exactly one element, got shape "
+                                    f"{tuple(value.shape)}", "tensor", name, as_torch))
         if value.is_complex():
             raise ValueError(f"{name} must be real, got a complex tensor")
         return float(value.detach().reshape(()).item())
@@ -29,16 +60,18 @@ def check_range(
     *,
     low_open: bool = False,
     high_open: bool = True,
+    as_torch: bool = False,
 ) -> float:
-    """Check ``low ≤ value ≤ high`` (bounds open as asked); NaN is always out of range."""
-    x = as_float(name, value)
+    """Check ``low ≤ value ≤ high`` (bounds open as asked); NaN is always out of range. ``as_torch``: the message
+    carries torch.optim's wording for ``name`` as well (:data:`TORCH_WORDING`)."""
+    x = as_float(name, value, as_torch=as_torch)
     left = "(" if low_open else "["
     right = ")" if high_open or high == math.inf else "]"
     hi = "inf" if high == math.inf else f"{high:g}"
     ok_low = x > low if low_open else x >= low
     ok_high = x < high if high_open else x <= high
     if math.isnan(x) or not (ok_low and ok_high):
-        raise ValueError(f"{name} must be in {left}{low:g}, {hi}{right}, got {value!r}")
+        raise ValueError(worded(f"{name} must be in {left}{low:g}, {hi}{right}, got {value!r}", name, value, as_torch))
     return x
 
 
@@ -58,11 +91,59 @@ def check_bool(name: str, value: Any) -> bool:
     return value
 
 
-def check_betas(value: Any, name: str = "betas") -> tuple[float, float]:
+def check_betas(value: Any, name: str = "betas", *, as_torch: bool = False) -> tuple[float, float]:
     """Check a pair ``(β₁, β₂)`` with each in [0, 1)."""
     if not isinstance(value, (tuple, list)) or len(value) != 2:
         raise ValueError(f"{name} must be a pair (beta1, beta2), got {value!r}")
-    return (check_range(f"{name}[0]", value[0], 0.0, 1.0), check_range(f"{name}[1]", value[1], 0.0, 1.0))
+    return (check_range(f"{name}[0]", value[0], 0.0, 1.0, as_torch=as_torch),
+            check_range(f"{name}[1]", value[1], 0.0, 1.0, as_torch=as_torch))
+
+
+def check_tensor_lr(group: dict[str, Any]) -> None:
+    """torch.optim.Adam / AdamW's first check: a tensor ``lr`` with ``foreach=True`` needs ``capturable=True``."""
+    if isinstance(group["lr"], torch.Tensor) and group.get("foreach") and not group.get("capturable"):
+        raise ValueError(worded("lr given as a tensor needs foreach=False or capturable=True", "tensor with foreach",
+                                "lr"))
+
+
+def check_tensor_betas(group: dict[str, Any]) -> None:
+    """torch.optim.Adam / AdamW's checks of tensor ``betas``, after the ranges: both tensors or neither, and not
+    with ``foreach=True`` (and ``capturable=False``). Numbers that are not tensors may be ints here."""
+    betas = group["betas"]
+    if isinstance(betas[0], torch.Tensor) != isinstance(betas[1], torch.Tensor):
+        raise ValueError(worded(f"betas must be two numbers or two one-element tensors, got "
+                                f"{type(betas[0]).__name__} and {type(betas[1]).__name__}", "betas kinds"))
+    for index, beta in enumerate(betas):
+        if isinstance(beta, torch.Tensor) and group.get("foreach") and not group.get("capturable"):
+            raise ValueError(worded(f"betas[{index}] given as a tensor needs foreach=False or capturable=True",
+                                    "tensor with foreach", f"betas[{index}]"))
+
+
+def fused_devices() -> list[str]:
+    """The device types torch.optim's fused kernels run on (``_get_fused_kernels_supported_devices``)."""
+    from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+
+    return list(_get_fused_kernels_supported_devices())
+
+
+def check_fused_params(optimizer_name: str, groups: Iterable[dict[str, Any]]) -> None:
+    """torch.optim's check at a ``fused=True`` step (``_device_dtype_check_for_fused``): every parameter with a
+    gradient in a ``fused`` group is a floating-point tensor on a device torch has fused kernels for (not a meta
+    tensor, not an integer or complex one). A ``RuntimeError`` in torch's words, naming the tensor."""
+    devices: list[str] | None = None
+    for index, group in enumerate(groups):
+        if not group.get("fused"):
+            continue
+        for position, param in enumerate(group["params"]):
+            if param.grad is None:
+                continue
+            devices = devices if devices is not None else fused_devices()
+            if param.device.type not in devices or not torch.is_floating_point(param):
+                raise RuntimeError(
+                    f"`fused=True` requires all the params to be floating point Tensors of supported devices: "
+                    f"{devices} but {param.dtype} and {param.device.type} ({optimizer_name}: param group {index}, "
+                    f"parameter {position}, shape {tuple(param.shape)}; build it with fused=None to let descentlab "
+                    f"pick the path)")
 
 
 def check_unsupported_flag(name: str, value: Any, reason: str) -> None:

@@ -6,11 +6,13 @@ Symbols: ``G`` is PyTorch's ``sum`` (starts at ``initial_accumulator_value``), `
     G   ← G + g²
     w   ← w − η_t g / D,        D = √G + ε  (outside, PyTorch)  or  √(G + ε)  (inside)
 
-``G`` only grows, so the effective step ``η_t / D`` shrinks towards zero.
+``G`` only grows, so the effective step ``η_t / D`` shrinks towards zero. A sparse ``g`` (coalesced: one value
+per index) updates only the entries it names, as in ``torch.optim.Adagrad``.
 """
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from descentlab.rules.common import EpsPlacement, root_with_eps
@@ -29,6 +31,19 @@ def adagrad(
 ) -> None:
     """One Adagrad step; ``sum_`` is ``G``."""
     clr = lr / (1 + (step - 1) * lr_decay)
+    if isinstance(grad, Tensor) and grad.is_sparse:
+        _sparse_adagrad(param, grad, sum_, clr=clr, eps=eps, eps_placement=eps_placement)
+        return
     sum_.addcmul_(grad, grad, value=1)
     std = root_with_eps(sum_, eps, eps_placement)
     param.addcdiv_(grad, std, value=-clr)
+
+
+def _sparse_adagrad(param: Tensor, grad: Tensor, sum_: Tensor, *, clr: float, eps: float,
+                    eps_placement: EpsPlacement) -> None:
+    """torch.optim.Adagrad's sparse branch, op for op: ``G`` and ``w`` change only where ``g`` has entries."""
+    grad = grad.coalesce()  # the update is not linear in g: one value per index
+    indices, values = grad._indices(), grad._values()
+    sum_.add_(torch.sparse_coo_tensor(indices, values.pow(2), grad.size()))
+    std = root_with_eps(sum_.sparse_mask(grad)._values(), eps, eps_placement)
+    param.add_(torch.sparse_coo_tensor(indices, values / std, grad.size()), alpha=-clr)

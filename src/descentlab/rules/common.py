@@ -28,6 +28,12 @@ def prepare_gradient(param: Tensor, grad: Tensor, *, weight_decay: float, maximi
     return grad
 
 
+def dense_gradient(grad: Any) -> Any:
+    """A sparse gradient as a dense tensor (duplicate indices summed), for rules whose state is dense anyway (the
+    momentum buffers); anything else as it is."""
+    return grad.to_dense() if isinstance(grad, Tensor) and grad.is_sparse else grad
+
+
 def host_value(counter: Any) -> Any:
     """The number a 0-d state tensor holds (``step``, NAdam's ``Π``), for the rule's Python-float scalars — or,
     while ``torch.compile`` traces the step, the tensor itself: a Python float taken from a tensor inside a

@@ -25,10 +25,11 @@ from __future__ import annotations
 from torch import Tensor
 
 from descentlab.rules.common import bias_correction as _bias_correction
+from descentlab.rules.common import dense_gradient
 
 
 def sgd(param: Tensor, grad: Tensor, *, lr: float) -> None:
-    """``w ← w − η g``."""
+    """``w ← w − η g`` (a sparse ``g`` touches only its entries, as in ``torch.optim.SGD``)."""
     param.add_(grad, alpha=-lr)
 
 
@@ -45,8 +46,10 @@ def heavy_ball(
 ) -> None:
     """Momentum in the ``sum`` form: ``a ← β a + (1 − d) g`` (``a ← g`` on the first step), ``w ← w − η a``.
 
-    With ``nesterov``: ``w ← w − η (g + β a)`` (the stored look-ahead form of NAG).
+    With ``nesterov``: ``w ← w − η (g + β a)`` (the stored look-ahead form of NAG). A sparse ``g`` is added
+    densified (``torch.optim.SGD`` keeps a sparse buffer then: equal to rounding).
     """
+    grad = dense_gradient(grad)
     if first_step:
         momentum_buffer.copy_(grad)
     else:
@@ -68,8 +71,9 @@ def ema_momentum(
 ) -> None:
     """Momentum in the ``ema`` form: ``v ← β v + (1 − β) g``, ``w ← w − η v / (1 − β^t)?``.
 
-    With ``nesterov``: the direction is ``(1 − β) g + β v``.
+    With ``nesterov``: the direction is ``(1 − β) g + β v``. A sparse ``g`` is added densified.
     """
+    grad = dense_gradient(grad)
     momentum_buffer.mul_(beta).add_(grad, alpha=1 - beta)
     direction = grad.mul(1 - beta).add_(momentum_buffer, alpha=beta) if nesterov else momentum_buffer
     scale = lr / _bias_correction(beta, step) if bias_correction else lr
