@@ -101,3 +101,9 @@ def test_noise_is_seeded():
 def test_bad_inputs(kwargs, fragment):
     with pytest.raises(ValueError, match=fragment):
         race("bowl", **{"optimizers": ["sgd"], **kwargs})
+
+
+@pytest.mark.parametrize("name", [name for name, spec in REGISTRY.items() if spec.requires])
+def test_rows_whose_contract_a_landscape_cannot_meet_are_refused_with_the_reason(name):
+    with pytest.raises(ValueError, match=f"'{name}' cannot race on a landscape: {name} "):
+        race("ravine", ["sgd", name], steps=5)

@@ -230,7 +230,9 @@ def race(landscape: str | Landscape, optimizers: Any = DEFAULT_OPTIMIZERS, *, st
     if not names:
         raise ValueError("optimizers must name at least one registry optimizer")
     for name in names:
-        get_spec(name.partition("@")[0])
+        unmet = get_spec(name.partition("@")[0]).unmet()
+        if unmet is not None:  # a contract a 2-D landscape race cannot meet (matrices, sparse gradients, a closure)
+            raise ValueError(f"{name!r} cannot race on a landscape: {unmet}")
     if len(set(names)) != len(names):
         raise ValueError(f"each racer needs its own name; race one optimizer twice as NAME and NAME@TAG, got {names}")
     lr, options, schedules = dict(lr or {}), dict(options or {}), dict(schedules or {})
@@ -286,9 +288,9 @@ def race(landscape: str | Landscape, optimizers: Any = DEFAULT_OPTIMIZERS, *, st
             best, best_key = None, None
             for j, g in enumerate(grid):
                 per_start = [_racer(ls, name, g, opts, runs[1 + i * k + j], tol, tuned=True) for i in range(len(starts))]
-                key = max(score(c, ls) for c in per_start)  # judged by its worst start
-                if best_key is None or key < best_key:
-                    best, best_key = per_start[0], key
+                worst = max(score(c, ls) for c in per_start)  # judged by its worst start
+                if best_key is None or worst < best_key:
+                    best, best_key = per_start[0], worst
             assert best is not None
             best.scheduled = shape is not None
             best.worst_start_score = best_key
