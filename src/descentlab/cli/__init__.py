@@ -80,9 +80,13 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``descentlab`` command."""
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, unknown = parser.parse_known_args(argv)
     except SystemExit as done:  # --help, --version, or a bad argument (its one line already printed)
         return done.code if isinstance(done.code, int) else 2
+    if unknown:  # said by the verb, naming what it does not take
+        who = f"descentlab {args.verb}" if getattr(args, "verb", None) else "descentlab"
+        print(f"{who}: error: unrecognized arguments: {' '.join(unknown)} (see {who} --help)", file=sys.stderr)
+        return 2
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

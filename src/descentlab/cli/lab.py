@@ -24,5 +24,12 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.host.strip():
         raise ValueError("--host must name an address, got an empty string")
+    import socket
+
+    try:  # checked before any server starts
+        socket.getaddrinfo(args.host, args.port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as err:
+        raise ValueError(f"--host {args.host!r} is not an address this machine can listen on "
+                         f"({getattr(err, 'strerror', None) or err})") from None
     serve(args.host, args.port, open_browser=not args.no_browser, quiet=not args.log)
     return 0

@@ -20,9 +20,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from descentlab.lab.lessons import build_book
+    from descentlab.lab.lessons.book import LESSONS
+    from descentlab.lab.options import check_name
 
     started = time.perf_counter()
-    only = [s.strip() for s in args.only.split(",") if s.strip()] if args.only else None
+    only = None
+    if args.only is not None:  # checked before anything is written
+        only = [s.strip() for s in args.only.split(",") if s.strip()]
+        if not only:
+            raise ValueError(f"--only must name at least one lesson (ID,…), got {args.only!r}; lessons: "
+                             f"{', '.join(lesson.id for lesson in LESSONS)}")
+        for name in only:
+            try:
+                check_name("lesson", name, [lesson.id for lesson in LESSONS])
+            except ValueError as err:
+                raise ValueError(f"--only: {err}") from None
     results = build_book(Path(args.out), args.lang, only=only, animate=not args.no_animations, log=print)
     failed = [r.lesson.id for r in results if not r.holds]
     print(f"wrote {Path(args.out) / 'index.html'} and lessons.json: {len(results) - len(failed)} of {len(results)} "

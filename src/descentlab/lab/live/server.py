@@ -180,7 +180,10 @@ def make_server(host: str = "127.0.0.1", port: int = 0, *, quiet: bool = True) -
     as fast as the others."""
     handler = type("LabHandler", (Handler,), {"quiet": quiet})
     kind = type("LabServer6", (LabServer,), {"address_family": socket.AF_INET6}) if ":" in host else LabServer
-    server = kind((host, port), handler)
+    try:
+        server = kind((host, port), handler)
+    except OSError as err:  # an address not of this machine, a port in use or reserved
+        raise ValueError(f"cannot listen on {host} port {port} (--host / --port): {err.strerror or err}") from None
     api.meta()  # builds the catalog (each row probed once) before the first page asks for it
     api.race_bytes({"landscape": "bowl", "steps": 2, "optimizers": ["sgd"]}, cache=None)
     return server
