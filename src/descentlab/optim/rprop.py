@@ -65,6 +65,9 @@ class Rprop(RuleOptimizer):
     """
 
     extra_options = ("weight_decay",)
+    #: The rate is only Δ's start and Δ is clipped to ``step_sizes``: a step is not linear in ``lr`` (the lab's races
+    #: step each rate separately).
+    step_is_linear_in_lr = False
 
     def __init__(
         self,
