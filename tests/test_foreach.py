@@ -17,7 +17,7 @@ SHAPES = [(5, 3), (3,), (), (7,), (0,)]
 MATRIX_SHAPES = [(5, 3), (3, 4), (4, 4), (2, 6), (0, 3)]  # for the matrices-only rows (Muon)
 
 
-def _pair(name, variant, dtype, steps=10, skip_every=3, **extra):
+def _pair(name, variant, dtype, steps=10, skip_every=3, impl_b="foreach", **extra):
     """Two copies of one model, stepped by the reference loop and the foreach path; one tensor misses its
     gradient every ``skip_every`` steps (so step counters differ within a bucket)."""
     skip_unmet(name, ("matrices",))  # sparse gradients and closures never take this path: nothing to compare
@@ -26,7 +26,7 @@ def _pair(name, variant, dtype, steps=10, skip_every=3, **extra):
     init = [torch.randn(s, generator=torch.Generator().manual_seed(i), dtype=dtype) for i, s in enumerate(shapes)]
     a = [torch.nn.Parameter(t.clone()) for t in init]
     b = [torch.nn.Parameter(t.clone()) for t in init]
-    ref, fe = spec.build(a, impl="reference", **opts), spec.build(b, impl="foreach", **opts)
+    ref, fe = spec.build(a, impl="reference", **opts), spec.build(b, impl=impl_b, **opts)
     g = torch.Generator().manual_seed(99)
     for step in range(steps):
         for i, (pa, pb) in enumerate(zip(a, b)):
@@ -145,3 +145,15 @@ def test_lifts_of_sign_rules_and_per_tensor_branches():
     flags = ScalarList([1.0, 6.0, 7.0]) > 5.0
     assert flags.values == [False, True, True] and (ScalarList([1.0, 2.0]) != 1).values == [False, True]
     assert lifted.take([1]).tensors[0] is xs[1] and ScalarList([4, 5]).take([1]).values == [5]
+
+
+def test_the_default_path_steps_rules_without_a_c_kernel_on_the_multi_tensor_path():
+    """``impl="auto"`` on the CPU: a rule with no C kernel (ASGD, Lion) takes the foreach path for float32/float64
+    tensors — a handful of operations instead of the reference loop's several per tensor, same bits."""
+    for name in ("asgd", "lion"):
+        spec = REGISTRY[name]
+        auto = dispatched_per_step(lambda ps: spec.build(ps), 100, size=50)
+        reference = dispatched_per_step(lambda ps: spec.build(ps, impl="reference"), 100, size=50)
+        assert auto * 10 < reference, (name, auto, reference)
+        a, b, ref, fe = _pair(name, "plain", torch.float32, impl_b="auto")
+        assert all(torch.equal(pa, pb) for pa, pb in zip(a, b))

@@ -51,6 +51,11 @@ NONFINITE_POLICIES: tuple[str, ...] = ("ignore", "skip", "raise")
 STATE_DTYPES: tuple[Any, ...] = (None, torch.float32, torch.float64)
 
 
+#: CPU dtypes the default path sends to the multi-tensor path when a rule has no C kernel: where it equals the
+#: reference loop bit for bit (bf16 / fp16 keep the reference loop's rounding).
+_FOREACH_CPU_DTYPES = (torch.float32, torch.float64)
+
+
 def scalar_dtype() -> torch.dtype:
     """The dtype PyTorch uses for ``state["step"]``: float64 under a float64 default dtype, else float32."""
     return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
@@ -236,8 +241,9 @@ class RuleOptimizer(StateDictOptimizer):
 
     def _step_group(self, group: dict[str, Any], grad_inv_scale: float = 0.0) -> None:
         """The group's plan on the fastest path each tensor allows: the C kernels (CPU, ``auto`` / ``fused``), the
-        multi-tensor path (``foreach``; ``auto`` off the CPU), the compiled kernels (large tensors off the CPU), and
-        the reference loop for the rest. While ``torch.compile`` traces the step, every tensor takes the reference
+        multi-tensor path (``foreach``; ``auto`` off the CPU, and on the CPU for float32/float64 tensors when the
+        plan's rule has no C kernel), the compiled kernels (large tensors off the CPU), and the reference loop for
+        the rest. While ``torch.compile`` traces the step, every tensor takes the reference
         loop, whose tensor ops (with tensor-valued scalars, see ``rules.common.host_value``) Inductor fuses."""
         plan = self.plan(group)
         params = group["params"]
@@ -248,6 +254,10 @@ class RuleOptimizer(StateDictOptimizer):
                 params = fused.fused_cpu_step(self, group, plan, grad_inv_scale)  # one C call per dtype
             if impl == "foreach":
                 params = fused.foreach_step(self.state, group, plan, params, grad_inv_scale)
+            elif impl == "auto" and params and fused.kernel_call(plan) is None:  # no C kernel for this rule
+                params = fused.foreach_step(self.state, group, plan, params, grad_inv_scale,
+                                            keep=lambda p: (p.is_cpu and p.dtype not in _FOREACH_CPU_DTYPES)
+                                            or fused.dispatch.takes(plan, p, self.state, group))
             elif impl == "auto" and any(not p.is_cpu for p in params):
                 params = fused.foreach_step(self.state, group, plan, params, grad_inv_scale,
                                             keep=lambda p: p.is_cpu or fused.dispatch.takes(plan, p, self.state, group))
