@@ -97,3 +97,34 @@ def rates(text: str | None, what: str, names: list[str]) -> dict[str, float]:
     return result
 
 
+def batch_sizes(text: str) -> list[Any]:
+    """``--batch-size``: full | auto | N, or a comma list of them."""
+    from descentlab.data import check_batch_size
+
+    sizes = []
+    for part in text.split(","):
+        part = part.strip()
+        sizes.append(check_batch_size(part if part in ("full", "auto") else _as_batch_int(part)))
+    return sizes
+
+
+def _as_batch_int(text: str) -> Any:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"--batch-size: expected full, auto or a positive integer, got {text!r}") from None
+
+
+def nproc_count(text: Any, oversubscribe: bool = False) -> int:
+    """``--nproc``: 1 ≤ N ≤ the cores (× 8 with ``--oversubscribe``)."""
+    high = cores() * (8 if oversubscribe else 1)
+    try:
+        nproc = int(text)
+    except (TypeError, ValueError):
+        nproc = 0
+    if not 1 <= nproc <= high:
+        limit = (f"{high} (8 x this machine's {cores()} cores)" if oversubscribe else
+                 f"{high} (this machine's cores; --oversubscribe allows up to {8 * high})")
+        raise ValueError(f"--nproc must be an integer >= 1 and <= {limit} (1: one process; N: N data-parallel "
+                         f"processes on this machine), got {text!r}")
+    return nproc

@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from descentlab.cli._args import MAX_EPOCHS, cores, folder, integer, number, seed
+from descentlab.cli._args import MAX_EPOCHS, batch_sizes, folder, integer, nproc_count, number, seed
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -43,37 +43,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run, needs=("matplotlib",))
 
 
-def _parse_batch_sizes(text: str) -> list[Any]:
-    from descentlab.data import check_batch_size
-
-    sizes = []
-    for part in text.split(","):
-        part = part.strip()
-        sizes.append(check_batch_size(part if part in ("full", "auto") else _as_int(part)))
-    return sizes
-
-
-def _as_int(text: str) -> Any:
-    try:
-        return int(text)
-    except ValueError:
-        raise ValueError(f"--batch-size: expected full, auto or a positive integer, got {text!r}") from None
-
-
-def _check_nproc(text: Any, oversubscribe: bool = False) -> int:
-    high = cores() * (8 if oversubscribe else 1)
-    try:
-        nproc = int(text)
-    except (TypeError, ValueError):
-        nproc = 0
-    if not 1 <= nproc <= high:
-        limit = (f"{high} (8 x this machine's {cores()} cores)" if oversubscribe else
-                 f"{high} (this machine's cores; --oversubscribe allows up to {8 * high})")
-        raise ValueError(f"--nproc must be an integer >= 1 and <= {limit} (1: one process; N: N data-parallel "
-                         f"processes on this machine), got {text!r}")
-    return nproc
-
-
 def run(args: argparse.Namespace) -> int:
     from descentlab import datasets
     from descentlab.lab.options import check_name, parse_pairs
@@ -84,11 +53,11 @@ def run(args: argparse.Namespace) -> int:
     # everything is checked before the output folder is touched
     check_name("dataset", args.dataset, datasets.names())
     get_spec(args.optimizer)
-    nproc = _check_nproc(args.nproc, args.oversubscribe)
+    nproc = nproc_count(args.nproc, args.oversubscribe)
     if args.timeout is not None and nproc == 1:
         raise ValueError("--timeout applies to --nproc > 1 only (it bounds how long a process waits for the others); "
                          "drop it or give --nproc N with N >= 2")
-    sizes = _parse_batch_sizes(args.batch_size)
+    sizes = batch_sizes(args.batch_size)
     if len(set(map(str, sizes))) != len(sizes):
         raise ValueError(f"--batch-size lists a mode twice: {args.batch_size!r}")
     setting = Setting(args.dataset, args.model, args.optimizer, args.lr, {}, "full", args.epochs, args.schedule,
