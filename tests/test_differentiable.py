@@ -100,3 +100,49 @@ def test_a_differentiable_step_stays_on_the_reference_loop_and_ordinary_steps_ke
     assert not opt.state[p]["exp_avg"].requires_grad and p.grad_fn is None
     with pytest.raises(RuntimeError, match="cannot be `True` together"):
         descentlab.Adam([p], fused=True, foreach=True)
+
+
+#: descentlab's own conventions on the torch-named classes (options torch's class does not have): no torch twin to
+#: compare with, so the differentiable step is checked against the ordinary one (the same value, to the bit) and
+#: its gradients against finite differences. The rules must be autograd-safe: ``rules.common.maximum_`` for running
+#: maxima and ``root_with_eps`` for ``√v + ε`` (an in-place ``sqrt().add_(ε)`` breaks the backward pass of √).
+CONVENTIONS = [(name, variant) for name, spec in TWINS for variant, options in spec.variants.items()
+               if set(options) - set(getattr(torch.optim, spec.cls.__name__).__init__.__code__.co_varnames)]
+
+
+def _own_state(spec, options, p):
+    """The state after three ordinary steps of descentlab's class (torch's has no such option), float64."""
+    q = torch.nn.Parameter(p.detach().clone())
+    opt = spec.cls([q], **options)
+    for i in range(3):
+        q.grad = torch.randn(q.shape, dtype=q.dtype, generator=torch.Generator().manual_seed(i))
+        opt.step()
+    return {k: v.detach().clone().requires_grad_(v.is_floating_point() and v.dim() > 0 and k != "step")
+            if torch.is_tensor(v) else v for k, v in opt.state[q].items()}
+
+
+@pytest.mark.parametrize("name, variant", CONVENTIONS, ids=[f"{n}-{v}" for n, v in CONVENTIONS])
+def test_descentlab_conventions_step_differentiably(name, variant):
+    spec = REGISTRY[name]
+    options = {**spec.defaults, **spec.variants[variant]}
+    p = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    grad = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    state = _own_state(spec, options, p)
+    ours, _ = _stepped(spec.cls, p, grad, state, options)
+    plain = p.detach().clone().requires_grad_()
+    plain.grad = grad.detach().clone()
+    ordinary = spec.cls([plain], **options, impl="reference")
+    ordinary.state[plain].update({k: v.detach().clone() if torch.is_tensor(v) else v for k, v in state.items()})
+    ordinary.step()
+    assert torch.equal(ours.detach(), plain.detach())
+    # gradcheck from state values of order 1, as test_gradcheck_through_one_step (Adadelta's acc_delta is ~1e-6
+    # after real steps); a centered RMSprop's mean gradient (< 0.5) keeps E[g²] − E[g]² (> 0.25) positive
+    state = {k: (torch.rand(3, dtype=torch.float64) * 0.5 if k == "grad_avg" else
+                 torch.rand(3, dtype=torch.float64) + 0.5).requires_grad_()
+             if torch.is_tensor(v) and v.requires_grad else v for k, v in state.items()}
+    tensors = {k: v for k, v in state.items() if torch.is_tensor(v) and v.requires_grad}
+
+    def fn(p, grad, *values):
+        return _stepped(spec.cls, p, grad, {**state, **dict(zip(tensors, values))}, options)[0]
+
+    assert torch.autograd.gradcheck(fn, (p, grad, *tensors.values()))

@@ -24,11 +24,10 @@ keeps (divided by a shrinking ``c₂``).
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from descentlab.rules.adam import _update_moments
-from descentlab.rules.common import EpsPlacement, root_with_eps
+from descentlab.rules.common import EpsPlacement, maximum_, root_with_eps
 from descentlab.rules.common import bias_correction as _bias_correction
 
 
@@ -36,7 +35,7 @@ def _efficient_apply(param: Tensor, exp_avg: Tensor, second: Tensor, *, step: fl
                      beta2: float, eps: float, bias_correction: bool) -> None:
     c1 = _bias_correction(beta1, step) if bias_correction else 1.0
     c2 = _bias_correction(beta2, step) if bias_correction else 1.0
-    param.addcdiv_(exp_avg, second.sqrt().add_(eps), value=-(lr * c2**0.5 / c1))
+    param.addcdiv_(exp_avg, root_with_eps(second, eps, "outside"), value=-(lr * c2**0.5 / c1))
 
 
 def adam_efficient(
@@ -74,7 +73,7 @@ def amsgrad_efficient(
 ) -> None:
     """One AMSGrad step in the efficient form (Keras): the running maximum of the raw ``v`` replaces ``v``."""
     _update_moments(grad, exp_avg, exp_avg_sq, beta1, beta2)
-    torch.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
+    maximum_(max_exp_avg_sq, exp_avg_sq)
     _efficient_apply(param, exp_avg, max_exp_avg_sq, step=step, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
                      bias_correction=bias_correction)
 
@@ -98,6 +97,6 @@ def amsgrad_corrected(
     _update_moments(grad, exp_avg, exp_avg_sq, beta1, beta2)
     c1 = _bias_correction(beta1, step) if bias_correction else 1.0
     c2 = _bias_correction(beta2, step) if bias_correction else 1.0
-    torch.maximum(max_corrected_exp_avg_sq, exp_avg_sq.div(c2), out=max_corrected_exp_avg_sq)
+    maximum_(max_corrected_exp_avg_sq, exp_avg_sq.div(c2))
     denom = root_with_eps(max_corrected_exp_avg_sq, eps, eps_placement)
     param.addcdiv_(exp_avg, denom, value=-(lr / c1))

@@ -12,10 +12,10 @@ PyTorch and optax add ε to ``|g|`` inside the maximum instead (:func:`descentla
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from descentlab.rules.common import bias_correction as _bias_correction
+from descentlab.rules.common import maximum_
 
 
 def adamax_eps_outside(
@@ -32,5 +32,5 @@ def adamax_eps_outside(
 ) -> None:
     """One Adamax step with ``u ← max(β₂ u, |g|)`` and ``D = u + ε``."""
     exp_avg.lerp_(grad, 1 - beta1)
-    torch.maximum(exp_inf.mul_(beta2), grad.abs(), out=exp_inf)
+    maximum_(exp_inf.mul_(beta2), grad.abs())
     param.addcdiv_(exp_avg, exp_inf.add(eps), value=-(lr / _bias_correction(beta1, step)))
