@@ -8,6 +8,7 @@
 from descentlab import schedules
 from descentlab.averaging import EMA, WeightEMA, ema
 from descentlab.optim import (
+    PRESETS,
     REGISTRY,
     SGD,
     Adadelta,
@@ -31,8 +32,11 @@ from descentlab.optim import (
     SparseAdam,
     Rprop,
     create_optimizer,
+    get_preset,
     get_spec,
     optimizer_names,
+    preset,
+    preset_names,
 )
 
 from descentlab.param_groups import param_groups
@@ -47,4 +51,5 @@ __all__ = [
     "EMA", "History", "OptimizerSpec", "datasets", "fit", "models", "suggest_batch_size", "RMSprop", "Scheduler", "WeightEMA", "ema", "schedules", "create_optimizer", "get_spec", "optimizer_names", "__version__",
     "Lion", "ScheduleFreeAdamW", "ScheduleFreeSGD",
     "Adafactor", "LBFGS", "Muon", "SparseAdam", "param_groups",
+    "PRESETS", "get_preset", "preset", "preset_names",
 ]

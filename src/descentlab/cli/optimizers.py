@@ -1,8 +1,10 @@
-"""``descentlab optimizers``: list the registry, and say why a row does not race."""
+"""``descentlab optimizers``: list the registry, and say why a row does not race; ``--presets``: the presets of
+other libraries (Keras 3, optax, PyTorch) with the class and the options each one sets."""
 
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 #: What the lab's race (descentlab.lab.race) gives an optimizer: one 2-vector per racer, dense gradients, ``step()``
 #: without a closure — none of registry.REQUIREMENTS, so a row that needs one of them does not race.
@@ -11,10 +13,41 @@ RACE_OFFERS: tuple[str, ...] = ()
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("optimizers", help="list the optimizers of the registry")
+    p.add_argument("--presets", action="store_true",
+                   help="list the presets instead: library, name, class and the options that reproduce it")
     p.set_defaults(func=run)
 
 
+def _value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, tuple):
+        return "(" + ", ".join(_value(v) for v in value) + ")"
+    return str(value)  # torch.float64, True, a string
+
+
+def run_presets() -> int:
+    from descentlab.optim.registry import PRESETS, REGISTRY
+
+    rows = []
+    for p in PRESETS.values():
+        options = [f"{k}={_value(v)}" for k, v in p.options.items()]
+        if p.requires_lr:
+            options.insert(0, "lr=<required>")
+        rows.append((p.library, p.name, REGISTRY[p.optimizer].cls.__name__,
+                     " ".join(options) or "(the class's defaults)"))
+    header = ("library", "name", "class", "options")
+    widths = [max(len(r[i]) for r in (*rows, header)) for i in range(3)]
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths)) + "  " + header[3])
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[3])
+    print(f"\n{len(rows)} presets; build one with descentlab.preset(library, name, params, **overrides)")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "presets", False):
+        return run_presets()
     from descentlab.optim.registry import REGISTRY
 
     width = max(len(n) for n in REGISTRY)

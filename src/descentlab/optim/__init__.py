@@ -13,7 +13,8 @@ from descentlab.optim.momentum import Momentum, Nesterov
 from descentlab.optim.muon import Muon
 from descentlab.optim.nadam import NAdam
 from descentlab.optim.radam import RAdam
-from descentlab.optim.registry import REGISTRY, OptimizerSpec, create_optimizer, get_spec, optimizer_names
+from descentlab.optim.registry import (PRESETS, REGISTRY, OptimizerSpec, create_optimizer, get_preset, get_spec,
+                                       optimizer_names, preset, preset_names)
 from descentlab.optim.rmsprop import RMSprop
 from descentlab.optim.schedulefree import ScheduleFreeAdamW, ScheduleFreeSGD
 from descentlab.optim.rprop import Rprop
@@ -25,4 +26,5 @@ __all__ = [
     "RAdam", "RMSprop", "Rprop", "RuleOptimizer", "SGD", "create_optimizer", "get_spec", "optimizer_names",
     "Lion", "ScheduleFreeAdamW", "ScheduleFreeSGD",
     "Adafactor", "LBFGS", "Muon", "SparseAdam",
+    "PRESETS", "get_preset", "preset", "preset_names",
 ]
