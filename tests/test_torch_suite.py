@@ -1,6 +1,6 @@
 """PyTorch's own optimizer suite (``TestOptimRenewed`` from pytorch's test/test_optim.py, driven by
 ``torch.testing._internal.common_optimizers.optim_db``) passes with descentlab's classes in place of torch's twins,
-on the default path and on ``impl="reference"`` (issue 13, item 4). The harness is ``tests/torch_suite/``; each
+on the default path, on ``impl="reference"`` and on ``impl="foreach"`` (issue 13, item 4). The harness is ``tests/torch_suite/``; each
 path runs in its own pytest subprocess (~1-2 min each on 2 cores).
 
 Off by default while the defects it finds are being fixed (docs/torch_suite.md lists them, by category): set
@@ -29,7 +29,7 @@ pytestmark = [
 ]
 
 
-@pytest.mark.parametrize("impl", ["auto", "reference"])
+@pytest.mark.parametrize("impl", ["auto", "reference", "foreach"])
 def test_torch_optimizer_suite_passes(impl, tmp_path):
     if not UPSTREAM.is_file():
         pytest.fail(f"pytorch's test/test_optim.py is not at {UPSTREAM.relative_to(ROOT)} (it is not committed; "

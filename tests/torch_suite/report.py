@@ -1,6 +1,6 @@
 """Run the torch suite harness on each path and write docs/torch_suite.md (or only render saved results).
 
-    .venv/bin/python tests/torch_suite/report.py            # run auto + reference (~2-3 min), write the doc
+    .venv/bin/python tests/torch_suite/report.py            # run auto + reference + foreach, write the doc
     .venv/bin/python tests/torch_suite/report.py --impls auto reference torch
     .venv/bin/python tests/torch_suite/report.py --from auto.json reference.json   # render saved results only
 
@@ -146,17 +146,17 @@ def render(results: dict[str, dict], seconds: dict[str, float], mismatches: dict
       "# one path, directly (impl: auto = descentlab as shipped, reference, foreach, torch = control run)\n"
       "DESCENTLAB_TORCH_SUITE_IMPL=auto .venv/bin/python -m pytest tests/torch_suite -q -p no:cacheprovider\n"
       "DESCENTLAB_TORCH_SUITE_IMPL=reference .venv/bin/python -m pytest tests/torch_suite -q -p no:cacheprovider\n"
-      "# the gate: both paths in subprocesses, asserting 0 failures (skipped unless DESCENTLAB_TORCH_SUITE=1)\n"
+      "# the gate: the three paths in subprocesses, asserting 0 failures (skipped unless DESCENTLAB_TORCH_SUITE=1)\n"
       "DESCENTLAB_TORCH_SUITE=1 .venv/bin/python -m pytest tests/test_torch_suite.py -q\n"
-      "# rerun both paths and rewrite this page\n"
+      "# rerun the three paths (--impls auto reference foreach torch adds the control run) and rewrite this page\n"
       ".venv/bin/python tests/torch_suite/report.py\n"
       "```\n")
     timing = ", ".join(f"{label.get(i, i)} {seconds[i]:.0f} s" for i in impls if i in seconds)
     if timing:
         w(f"Runtime on this 2-core machine (wall clock of the pytest subprocess, descentlab's C kernels already "
-          f"built) for the run that wrote this page: {timing}. On an idle machine the same runs took 48 s, 76 s "
-          f"and 136 s; the machine is shared, so expect up to 3x that under load. The gate runs the default and "
-          f"reference paths one after the other.\n")
+          f"built) for the run that wrote this page: {timing}. On an idle machine an earlier run took 48 s "
+          f"(default), 76 s (reference) and 136 s (torch's classes); the machine is shared, so expect up to 3x that under load. The gate runs the default, "
+          f"reference and foreach paths one after the other.\n")
     w("Needs `expecttest` (imported by `torch.testing._internal.common_utils`; `pip install expecttest`) and "
       "pytorch's test file at `tests/torch_suite/upstream/test_optim.py` (not committed, see below).\n")
     w("## Results\n")
@@ -248,7 +248,7 @@ def render(results: dict[str, dict], seconds: dict[str, float], mismatches: dict
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--impls", nargs="+", default=["auto", "reference"])
+    parser.add_argument("--impls", nargs="+", default=["auto", "reference", "foreach"])
     parser.add_argument("--from", dest="saved", nargs="+", type=Path, help="render these results files only")
     parser.add_argument("--out", type=Path, default=DOC)
     parser.add_argument("--save", type=Path, help="also keep each run's results JSON in this folder")
