@@ -60,15 +60,26 @@ def test_a_rerun_after_a_kill_continues_the_sampler_and_fails_orphans(tmp_path):
     out = tmp_path / "cmp"
     args = [sys.executable, "-m", "descentlab", *COMPARE, "--budget", "3", "--trials", "12", "--out", str(out)]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        time.sleep(0.3)
+    # Caught mid-trial whatever the machine's speed: once 4 trials are done the process is frozen (SIGSTOP) while
+    # the study is read, killed if its last trial is running, else let go on (SIGCONT) and looked at again.
+    deadline = time.monotonic() + 300
+    caught = False
+    while not caught and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.01)
         try:
             states = [s for _, s, _ in _trials(out / "study.db")]
         except sqlite3.Error:
             continue
-        if states.count("COMPLETE") >= 4 and states[-1] == "RUNNING":
-            break
+        if states.count("COMPLETE") < 4:
+            continue
+        proc.send_signal(signal.SIGSTOP)
+        try:
+            caught = [s for _, s, _ in _trials(out / "study.db")][-1:] == ["RUNNING"]
+        except sqlite3.Error:
+            caught = False
+        if not caught:
+            proc.send_signal(signal.SIGCONT)
+    assert caught, "compare finished (or stalled) before one of its trials could be caught running"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert "RUNNING" in [s for _, s, _ in _trials(out / "study.db")]
