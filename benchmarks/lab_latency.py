@@ -1,8 +1,10 @@
 """Latency of the live lab, measured through its HTTP API as the page uses it (docs/benchmarks.md, "The live lab").
 
-    python benchmarks/lab_latency.py [--repeats 30] [--steps 500] [--profile]
+    python benchmarks/lab_latency.py [--repeats 30] [--steps 500] [--workers 0,default] [--profile]
 
-Starts ``descentlab lab --port 0 --no-browser`` in its own process and times, over one keep-alive connection:
+For each ``--workers`` setting (0: every run in the server's process; ``default``: the command's own choice,
+one worker process per core beyond the first), starts ``descentlab lab --port 0 --no-browser`` in its own
+process and times, over one keep-alive connection:
 
 * **cold**: the 7 default optimizers × ``--steps`` steps, every run new (the start point moves a little at each
   request: what a click on the map costs);
@@ -54,8 +56,9 @@ def timed_post(conn: http.client.HTTPConnection, body: dict) -> tuple[float, dic
     return elapsed, answer
 
 
-def http_figures(repeats: int, steps: int) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "descentlab", "lab", "--port", "0", "--no-browser"],
+def http_figures(repeats: int, steps: int, workers: str) -> None:
+    extra = [] if workers == "default" else ["--workers", workers]
+    proc = subprocess.Popen([sys.executable, "-m", "descentlab", "lab", "--port", "0", "--no-browser", *extra],
                             stdout=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()
@@ -88,8 +91,8 @@ def http_figures(repeats: int, steps: int) -> None:
             keys = [r["key"] for r in answer["runs"]]
             (cached_page if i % 2 else cached).append(t)
         load = " ".join(f"{v:.1f}" for v in os.getloadavg())
-        print(f"live lab through HTTP: {len(OPTIMIZERS)} optimizers × {steps} steps (ravine), full answer ≈ "
-              f"{size / 1e3:.0f} kB; {os.cpu_count()} cores, load average {load}")
+        print(f"live lab through HTTP, --workers {workers}: {len(OPTIMIZERS)} optimizers × {steps} steps (ravine), "
+              f"full answer ≈ {size / 1e3:.0f} kB; {os.cpu_count()} cores, load average {load}")
         print(f"  cold (every run new):                 {spread(cold)}   target ≤ 60 ms")
         print(f"  one lr changed, all runs sent:        {spread(changed)}")
         print(f"  one lr changed, as the page asks:     {spread(changed_page)}   target ≤ 15 ms (adam: the slowest step)")
@@ -175,8 +178,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--workers", default="0,default",
+                        help="comma-separated `descentlab lab --workers` settings to measure one after the other "
+                             "('default': the command's own choice; default: 0,default)")
     args = parser.parse_args()
-    http_figures(args.repeats, args.steps)
+    for workers in args.workers.split(","):
+        http_figures(args.repeats, args.steps, workers.strip())
     if args.profile:
         profile(args.steps)
 

@@ -306,3 +306,30 @@ def test_hand_written_gradients_are_autograds(name):
     expected = ls.gradient(torch.tensor(points)).numpy()
     got = np.array([builtin(name).grad(float(x), float(y)) for x, y in points])
     np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-9 * np.abs(expected).max())
+
+
+def test_lbfgs_races_through_a_closure_and_counts_its_evaluations():
+    """L-BFGS steps as torch users call it, ``step(closure)``: on Rosenbrock it reaches the minimum in a few dozen
+    steps that cost several gradient evaluations each (its line search), which the run reports."""
+    answer = api.race({"landscape": "rosenbrock", "steps": 40,
+                       "optimizers": [{"name": "lbfgs", "options": {"lr": 1.0}}, "adam"]}, cache=None)
+    lbfgs, adam = answer["runs"]
+    assert lbfgs["steps_to_tol"] is not None and lbfgs["final_f"] < 1e-8
+    assert lbfgs["nearest_minimum"] == pytest.approx([1.0, 1.0])
+    assert lbfgs["evaluations"] > 2 * lbfgs["steps_run"] and adam["evaluations"] == adam["steps_run"] == 40
+    assert len(lbfgs["gradient"]) == lbfgs["steps_run"] == len(lbfgs["path"]) - 1
+    g0 = GRADIENTS["rosenbrock"](*LANDSCAPES["rosenbrock"].start)
+    assert lbfgs["gradient"][0] == pytest.approx(list(g0), rel=1e-5)  # the gradient the first step started from
+    # torch.optim.LBFGS stepped directly with the same closure (the hand-written ∇f) takes the same path
+    opt_param = torch.nn.Parameter(torch.tensor(LANDSCAPES["rosenbrock"].start, dtype=torch.float64))
+    direct = torch.optim.LBFGS([opt_param], lr=1.0)
+    points = [opt_param.detach().clone()]
+
+    def closure():
+        opt_param.grad = torch.tensor(GRADIENTS["rosenbrock"](*opt_param.tolist()), dtype=torch.float64)
+        return float(LANDSCAPES["rosenbrock"](opt_param.detach()))
+
+    for _ in range(lbfgs["steps_run"]):
+        direct.step(closure)
+        points.append(opt_param.detach().clone())
+    np.testing.assert_allclose(lbfgs["path"], torch.stack(points).numpy(), rtol=1e-12, atol=1e-14)

@@ -25,12 +25,15 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from descentlab.lab.live import catalog as C
 from descentlab.lab.live.expression import ALLOWED as EXPRESSION_ALLOWED, ExpressionError
 from descentlab.lab.live.problems import Problem, builtin, landscape_names, typed
-from descentlab.lab.live.runner import RunCache, encode, run_payload, simulate
+from descentlab.lab.live.runner import RunCache, RunTask, compute_run
+
+if TYPE_CHECKING:
+    from descentlab.lab.live.workers import RunWorkers
 from descentlab.optim.registry import REGISTRY, suggest
 
 MAX_STEPS = 5000
@@ -173,8 +176,9 @@ def _schedule(spec: Any, lr: float, steps: int, field: str) -> tuple[list[float]
     return rates, {"name": name, "options": opts}
 
 
-def race_bytes(body: Any, cache: RunCache | None = CACHE) -> bytes:
-    """The answer to ``POST /api/race`` as JSON text (runs found in ``cache`` are not recomputed)."""
+def race_bytes(body: Any, cache: RunCache | None = CACHE, workers: RunWorkers | None = None) -> bytes:
+    """The answer to ``POST /api/race`` as JSON text. Runs found in ``cache`` are not recomputed; the others are
+    shared with ``workers`` (:mod:`~descentlab.lab.live.workers`) when there are several."""
     if not isinstance(body, dict):
         raise ApiError("the request must be a JSON object {\"landscape\": …, \"optimizers\": […]}", "",
                        allowed=list(REQUEST_KEYS))
@@ -201,7 +205,8 @@ def race_bytes(body: Any, cache: RunCache | None = CACHE) -> bytes:
     if not isinstance(known, list) or len(known) > 4 * MAX_OPTIMIZERS or not all(isinstance(k, str) for k in known):
         raise ApiError(f"known must be a list of at most {4 * MAX_OPTIMIZERS} run keys (strings)", "known")
     known_keys = set(known)
-    fragments, computed = [], 0
+    fragments: list[bytes | None] = []
+    pending: list[tuple[int, str, RunTask]] = []  # (place in the answer, cache key, run) of the runs to compute
     for i, entry in enumerate(optimizers):
         field = f"optimizers[{i}]"
         if isinstance(entry, str):
@@ -235,22 +240,27 @@ def race_bytes(body: Any, cache: RunCache | None = CACHE) -> bytes:
             _check_build(name, built, f"{field}.options")
             lr = float(built.get("lr", REGISTRY[name].lr))
             rates, schedule = _schedule(entry.get("schedule"), lr, steps, f"{field}.schedule")
-            sim = simulate(problem, start, steps, name, built, rates, noise, seed)
-            text = encode({"key": digest, "label": label,
-                           **run_payload(problem, name, built, given, sim, lr, rates, schedule)})
-            computed += 1
+            pending.append((len(fragments), key, RunTask(start, steps, name, built, given, rates, schedule, lr,
+                                                         noise, seed, digest, label)))
+        fragments.append(text)
+    if pending:
+        tasks = [task for _, _, task in pending]
+        texts = (workers.compute(problem, body["landscape"], tasks) if workers is not None and len(tasks) > 1
+                 else [compute_run(problem, task) for task in tasks])
+        for (place, key, _), text in zip(pending, texts):
+            fragments[place] = text
             if cache is not None:
                 cache.put(key, text)
-        fragments.append(text)
+    computed = len(pending)
     head = json.dumps({"landscape": problem.landscape.name if not problem.typed else problem.landscape.formula,
                        "start": list(start), "steps": steps, "computed": computed,
                        "cached": len(fragments) - computed}, separators=(",", ":"))
-    return head[:-1].encode() + b',"runs":[' + b",".join(fragments) + b"]}"
+    return head[:-1].encode() + b',"runs":[' + b",".join(f for f in fragments if f is not None) + b"]}"
 
 
-def race(body: Any, cache: RunCache | None = CACHE) -> dict[str, Any]:
+def race(body: Any, cache: RunCache | None = CACHE, workers: RunWorkers | None = None) -> dict[str, Any]:
     """:func:`race_bytes`, decoded."""
-    return json.loads(race_bytes(body, cache))
+    return json.loads(race_bytes(body, cache, workers))
 
 
 def landscape(body: Any) -> dict[str, Any]:

@@ -18,7 +18,7 @@ import json
 import math
 import threading
 from collections import OrderedDict
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 import torch
@@ -37,59 +37,86 @@ def simulate(problem: Problem, start: tuple[float, float], steps: int, name: str
              rates: list[float] | None = None, noise: float = 0.0, seed: int = 0,
              escape: float = 10.0) -> dict[str, Any]:
     """Run registry optimizer ``name`` with ``options`` from ``start`` for ``steps`` steps (``rates[t]``: the
-    rate at step ``t`` under a schedule). Returns NumPy arrays: ``path`` (n + 1, 2), ``grads`` (n, 2), ``state``
-    {key: (n, 2)} after each step, and ``diverged``."""
+    rate at step ``t`` under a schedule). Returns NumPy arrays: ``path`` (n + 1, 2), ``grads`` (n, 2: the
+    gradient each step started from), ``state`` {key: (n, 2)} after each step; ``diverged``; ``evaluations``,
+    the gradient evaluations made (one a step, or what a closure-driven optimizer such as L-BFGS asked for: it
+    calls ``step(closure)`` as torch users do, the closure setting ∇f and returning f where the parameter is)."""
     spec = get_spec(name)
     param = torch.nn.Parameter(torch.tensor(start, dtype=torch.float64))
     grad = torch.zeros(2, dtype=torch.float64)
     param.grad = grad
     opt = spec.build([param], **({**options, "impl": "auto"} if _takes_impl(spec.cls) else options))
-    step = bare_step(opt)
     group = opt.param_groups[0]
     here, g_view = param.detach().numpy(), grad.numpy()  # views: the step writes here, we write g_view
-    path = np.empty((steps + 1, 2))
-    grads = np.empty((steps, 2))
-    path[0] = here
     (x0, x1), (y0, y1) = problem.landscape.domain
     cx, cy, limit = (x0 + x1) / 2, (y0 + y1) / 2, escape * max(x1 - x0, y1 - y0)
     gradient: Callable[[float, float], tuple[float, float]] = problem.grad
     gen = torch.Generator().manual_seed(seed) if noise > 0 else None
-    record: list[tuple[str, np.ndarray, np.ndarray]] = []
-    x, y = float(start[0]), float(start[1])
+    grads: list[tuple[float, float]] = []  # the gradient each step started from
+    evaluations = 0
+
+    def noisy_gradient(x: float, y: float) -> tuple[float, float]:
+        nonlocal evaluations
+        evaluations += 1
+        gx, gy = gradient(x, y)
+        if gen is not None:
+            extra = noise * torch.randn((1, 2), generator=gen, dtype=torch.float64)  # as race's draw
+            gx, gy = gx + float(extra[0, 0]), gy + float(extra[0, 1])
+        return gx, gy
+
+    def closure() -> float:  # L-BFGS: f and ∇f at the parameter, as often as its line search asks
+        x, y = here.tolist()
+        g = g_view[0], g_view[1] = noisy_gradient(x, y)
+        if len(grads) < len(points):
+            grads.append(g)
+        return float(problem.landscape(param.detach()))
+
+    points: list[list[float]] = [[float(start[0]), float(start[1])]]
+    record: list[tuple[str, np.ndarray, list[list[float]]]] = []
+    closure_driven = "closure" in spec.requires
+    step = bare_step(opt)
+    x, y = points[0]
     n, diverged = steps, False
     try:
-        for t in range(steps):
-            gx, gy = gradient(x, y)
-            if gen is not None:
-                extra = noise * torch.randn((1, 2), generator=gen, dtype=torch.float64)  # as race's draw
-                gx, gy = gx + float(extra[0, 0]), gy + float(extra[0, 1])
-            g_view[0] = gx
-            g_view[1] = gy
+        for t in range(steps):  # the hot loop: a few Python float operations around the optimizer's step
             if rates is not None:
                 group["lr"] = rates[t]
-            step()
-            x, y = here.tolist()
-            path[t + 1] = here
-            grads[t] = g_view
+            if closure_driven:
+                opt.step(closure)
+            else:
+                if gen is None:
+                    g = gradient(x, y)
+                    evaluations += 1
+                else:
+                    g = noisy_gradient(x, y)
+                g_view[0], g_view[1] = g
+                grads.append(g)
+                step()
+            point = here.tolist()
+            points.append(point)
+            x, y = point
             if t == 0:
                 state = opt.state.get(param, {})
-                record = [(k, v.detach().numpy(), np.empty((steps, 2))) for k, v in state.items()
+                record = [(k, v.detach().numpy(), []) for k, v in state.items()
                           if isinstance(v, torch.Tensor) and v.shape == (2,)]
             for _, view, rows in record:
-                rows[t] = view
+                rows.append(view.tolist())
             if not (abs(x - cx) <= limit and abs(y - cy) <= limit):  # also False for nan
                 n, diverged = t, True
                 break
     except (ArithmeticError, ValueError):  # a typed f whose gradient has no value here
         n, diverged = t, True
+    path = np.array(points[:n + 1], dtype=np.float64).reshape(-1, 2)
     with torch.no_grad():
-        values = problem.landscape(torch.from_numpy(path[:n + 1])).numpy()
-    bad = ~np.isfinite(values) | ~np.isfinite(path[:n + 1]).all(1)
+        values = problem.landscape(torch.from_numpy(path)).numpy()
+    bad = ~np.isfinite(values) | ~np.isfinite(path).all(1)
     if bad.any():
         n, diverged = int(np.argmax(bad)) - 1, True
     n = max(n, 0)
-    return {"path": path[:n + 1], "values": values[:n + 1], "grads": grads[:n],
-            "state": {k: rows[:n] for k, _, rows in record}, "diverged": diverged}
+    return {"path": path[:n + 1], "values": values[:n + 1],
+            "grads": np.array(grads[:n], dtype=np.float64).reshape(-1, 2),
+            "state": {k: np.array(rows[:n], dtype=np.float64).reshape(-1, 2) for k, _, rows in record},
+            "diverged": diverged, "evaluations": evaluations}
 
 
 def _takes_impl(cls: type) -> bool:
@@ -150,7 +177,7 @@ def run_payload(problem: Problem, name: str, options: dict[str, Any], given: dic
         "state_names": {key: STATE_NAMES.get(key, key) for key in sim["state"]},
         "effective_step": _sig(effective), "gradient": _sig(grads),
         "lr_per_step": None if rates is None else _sig(np.asarray(rates[:len(grads)])),
-        "diverged": racer.diverged, "steps_run": len(path) - 1, "final_f": _finite(racer.final_f),
+        "diverged": racer.diverged, "steps_run": len(path) - 1, "evaluations": sim["evaluations"], "final_f": _finite(racer.final_f),
         "steps_to_tol": racer.steps_to_tol, "settled_at": racer.settled_at, "escaped_at": racer.escaped_at,
         "nearest_minimum": None if racer.minimum_xy is None else list(racer.minimum_xy),
         "distance": _finite(racer.distance), "local_minimum": racer.local_minimum,
@@ -195,3 +222,29 @@ class RunCache:
 
 def encode(run: dict[str, Any]) -> bytes:
     return json.dumps(run, separators=(",", ":"), allow_nan=False).encode()
+
+
+class RunTask(NamedTuple):
+    """One run of a race request, checked by the API and ready to compute (in this process or a worker)."""
+
+    start: tuple[float, float]
+    steps: int
+    name: str
+    built: dict[str, Any]  # the options as the class takes them
+    given: dict[str, Any]  # the options as the request gave them
+    rates: list[float] | None
+    schedule: Any
+    lr: float
+    noise: float
+    seed: int
+    key: str
+    label: str
+
+
+def compute_run(problem: Problem, task: RunTask) -> bytes:
+    """``task``'s run on ``problem``, encoded as the API's run object: the one definition of a run, wherever it
+    is computed."""
+    sim = simulate(problem, task.start, task.steps, task.name, task.built, task.rates, task.noise, task.seed)
+    return encode({"key": task.key, "label": task.label,
+                   **run_payload(problem, task.name, task.built, task.given, sim, task.lr, task.rates,
+                                 task.schedule)})

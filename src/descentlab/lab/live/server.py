@@ -137,7 +137,9 @@ class Handler(BaseHTTPRequestHandler):
         if not self._host_ok():
             return self._error(HTTPStatus.FORBIDDEN, "the Host header does not name this server", "Host")
         path = urlsplit(self.path).path
-        routes: dict[str, Callable[[Any], Any]] = {"/api/race": api.race_bytes, "/api/landscape": api.landscape}
+        workers = getattr(self.server, "workers", None)
+        routes: dict[str, Callable[[Any], Any]] = {"/api/race": lambda body: api.race_bytes(body, workers=workers),
+                                                   "/api/landscape": api.landscape}
         if path not in routes:
             return self._error(HTTPStatus.NOT_FOUND, f"no such API: POST {path}", "path",
                                allowed=list(routes))
@@ -165,6 +167,14 @@ class Handler(BaseHTTPRequestHandler):
 
 class LabServer(ThreadingHTTPServer):
     daemon_threads = True
+    #: the worker processes that share a cold race's runs (:mod:`descentlab.lab.live.workers`), or ``None``
+    workers: Any = None
+
+    def server_close(self) -> None:
+        super().server_close()
+        if self.workers is not None:
+            self.workers.close()
+            self.workers = None
 
     @property
     def url(self) -> str:
@@ -174,24 +184,33 @@ class LabServer(ThreadingHTTPServer):
         return f"http://{shown}:{port}/"
 
 
-def make_server(host: str = "127.0.0.1", port: int = 0, *, quiet: bool = True) -> LabServer:
+def make_server(host: str = "127.0.0.1", port: int = 0, *, quiet: bool = True, workers: int = 0) -> LabServer:
     """A server bound to ``host:port`` (port 0: a free one), not yet serving; warmed up (the first optimizer
     built in a process imports torch's compiler machinery, seconds on a busy machine) so the first request is
-    as fast as the others."""
+    as fast as the others. ``workers`` > 0 starts that many worker processes which share each request's new
+    runs with the server's own (:mod:`descentlab.lab.live.workers`; ``server_close()`` stops them)."""
+    from descentlab.lab.live.workers import RunWorkers
+
+    pool = RunWorkers(workers)  # checks the count before anything listens; the workers warm up meanwhile
     handler = type("LabHandler", (Handler,), {"quiet": quiet})
     kind = type("LabServer6", (LabServer,), {"address_family": socket.AF_INET6}) if ":" in host else LabServer
     try:
         server = kind((host, port), handler)
     except OSError as err:  # an address not of this machine, a port in use or reserved
+        pool.close()
         raise ValueError(f"cannot listen on {host} port {port} (--host / --port): {err.strerror or err}") from None
     api.meta()  # builds the catalog (each row probed once) before the first page asks for it
     api.race_bytes({"landscape": "bowl", "steps": 2, "optimizers": ["sgd"]}, cache=None)
+    if workers:
+        pool.wait_ready()
+        server.workers = pool
     return server
 
 
-def serve(host: str = "127.0.0.1", port: int = 0, *, open_browser: bool = True, quiet: bool = True) -> None:
+def serve(host: str = "127.0.0.1", port: int = 0, *, open_browser: bool = True, quiet: bool = True,
+          workers: int = 0) -> None:
     """Serve the live lab until interrupted; print its URL, open it in the browser unless told not to."""
-    server = make_server(host, port, quiet=quiet)
+    server = make_server(host, port, quiet=quiet, workers=workers)
     print(f"descentlab lab: serving {server.url}  (Ctrl-C stops)", flush=True)
     if not is_loopback(host):
         print(f"descentlab lab: warning: listening on {host}, not only this machine: anyone who can reach it can "

@@ -292,6 +292,7 @@ function drawTable() {
     el("td", {}, el("span", {style: `color:${COLOURS[i % COLOURS.length]}`, text: "■ "}), r.label),
     el("td", {text: fmt(r.lr) + (r.schedule ? ` (${r.schedule.name})` : "")}), el("td", {text: fmt(r.final_f)}),
     el("td", {text: r.steps_to_tol === null ? "never" : r.steps_to_tol}), el("td", {text: r.settled_at === null ? "never" : r.settled_at}),
+    el("td", {text: r.evaluations}),
     el("td", {text: r.nearest_minimum ? `(${fmt(r.nearest_minimum[0])}, ${fmt(r.nearest_minimum[1])})` : "—"}),
     el("td", {text: r.diverged ? `yes, step ${r.steps_run}` : "no"}))));
 }
