@@ -10,9 +10,11 @@ def test_every_row_is_listed_and_rows_that_cannot_race_say_why(capsys):
     assert main(["optimizers"]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
+    from descentlab.lab.race import RACE_OFFERS
+
     for name, spec in REGISTRY.items():
         row = next(i for i, line in enumerate(lines) if line.split()[:2] == [name, spec.cls.__name__])
-        reason = spec.unmet()
+        reason = spec.unmet(RACE_OFFERS)
         follows = lines[row + 1].strip() if row + 1 < len(lines) else ""
         if reason:
             assert follows == f"does not race: {reason}", (name, follows)
@@ -20,8 +22,10 @@ def test_every_row_is_listed_and_rows_that_cannot_race_say_why(capsys):
             assert not follows.startswith("does not race"), name
     assert "does not race: muon steps 2-D parameters only" in out
     assert "does not race: sparseadam takes sparse gradients only" in out
-    assert "does not race: lbfgs needs step(closure)" in out
-    assert "does not race: adafactor" not in out
+    assert "does not race: lbfgs" not in out and "does not race: adafactor" not in out
+    lbfgs = next(i for i, line in enumerate(lines) if line.split()[:2] == ["lbfgs", "LBFGS"])
+    assert lines[lbfgs + 1].strip() == ("races through step(closure): one race step is up to max_iter L-BFGS "
+                                        "iterations (max_eval evaluations of f and ∇f, the race table counts them)")
 
 
 def test_presets_lists_every_preset_with_its_class_and_options_which_rebuild_it(capsys):

@@ -30,6 +30,28 @@ def test_race_writes_everything_and_prints_the_table(tmp_path, capsys):
     assert "--force" in capsys.readouterr().err
 
 
+def test_race_lbfgs_with_adam_reports_the_evaluations(tmp_path, capsys):
+    out = tmp_path / "race"
+    assert main(["race", "ravine", "--optimizers", "lbfgs,adam", "--steps", "25", "--frames", "4",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "f, ∇f evaluations" in printed and "note: lbfgs: one step is up to max_iter = 20" in printed
+    rows = {r["optimizer"]: r for r in csv.DictReader(open(out / "metrics.csv"))}
+    assert set(rows) == {"lbfgs", "adam"} and (out / "report.html").exists()
+    lbfgs, adam = rows["lbfgs"], rows["adam"]
+    assert float(lbfgs["final_f"]) < 1e-10 and lbfgs["diverged"] == "False" and lbfgs["steps_to_tol"] != ""
+    assert int(lbfgs["evaluations"]) > int(lbfgs["steps_run"]) == 25 and int(lbfgs["evaluations_to_tol"]) >= 1
+    assert int(adam["evaluations"]) == int(adam["steps_run"]) == 25
+    assert "up to <code>max_eval</code> per step for L-BFGS" in (out / "report.html").read_text()
+
+
+def test_race_refuses_muon_with_the_reason(tmp_path, capsys):
+    assert main(["race", "ravine", "--optimizers", "muon,adam", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "'muon' cannot race on a landscape" in err and "muon steps 2-D parameters only" in err
+    assert not (tmp_path / "x" / "report.html").exists()
+
+
 @pytest.mark.parametrize("args,fragment", [
     (["race", "ravin"], "Did you mean 'ravine'"),
     (["race", "ravine", "--optimizers", "sgd,adma"], "Did you mean 'adam'"),

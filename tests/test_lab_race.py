@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from descentlab.lab.landscapes import get_landscape
-from descentlab.lab.race import _run_batch, race
+from descentlab.lab.race import RACE_OFFERS, _run_batch, race
 from descentlab.optim.registry import REGISTRY
 from optimizer_cases import skip_unmet
 
@@ -103,7 +103,75 @@ def test_bad_inputs(kwargs, fragment):
         race("bowl", **{"optimizers": ["sgd"], **kwargs})
 
 
-@pytest.mark.parametrize("name", [name for name, spec in REGISTRY.items() if spec.requires])
+@pytest.mark.parametrize("name", [name for name, spec in REGISTRY.items() if spec.unmet(RACE_OFFERS)])
 def test_rows_whose_contract_a_landscape_cannot_meet_are_refused_with_the_reason(name):
-    with pytest.raises(ValueError, match=f"'{name}' cannot race on a landscape: {name} "):
+    with pytest.raises(ValueError, match=rf"'{name}' cannot race on a landscape \(a racer is one \(x, y\) vector "
+                                         rf"with dense gradients\): {name} "):
         race("ravine", ["sgd", name], steps=5)
+
+
+def test_only_matrix_and_sparse_rows_are_refused():
+    assert sorted(n for n, spec in REGISTRY.items() if spec.unmet(RACE_OFFERS)) == ["muon", "sparseadam"]
+
+
+def _lbfgs_by_hand(landscape, start, steps, **options):
+    """L-BFGS on a landscape as a torch user steps it: the points after each step and the closure calls so far."""
+    import torch
+
+    import descentlab
+
+    x = torch.nn.Parameter(torch.tensor(start, dtype=torch.float64))
+    opt = descentlab.LBFGS([x], **options)
+    calls = [0]
+
+    def closure():
+        opt.zero_grad()
+        loss = landscape(x)
+        loss.backward()
+        calls[0] += 1
+        return loss
+
+    points, counts = [x.detach().clone().numpy()], [0]
+    for _ in range(steps):
+        opt.step(closure)
+        points.append(x.detach().clone().numpy())
+        counts.append(calls[0])
+    assert opt.state[x]["func_evals"] == calls[0]
+    return np.array(points), np.array(counts)
+
+
+@pytest.mark.parametrize("landscape", ["bowl", "ravine"])
+def test_lbfgs_races_through_a_closure_to_the_minimum_and_counts_its_evaluations(landscape):
+    r = race(landscape, ["lbfgs", "adam"], steps=20)
+    lbfgs, adam = r.racers
+    assert not lbfgs.diverged and lbfgs.distance < 1e-5 and lbfgs.steps_to_tol is not None, lbfgs.row()
+    assert lbfgs.final_f < 1e-10
+    # the path is one point per outer step, the same as stepping descentlab.LBFGS by hand with a closure
+    points, counts = _lbfgs_by_hand(r.landscape, r.start, 20)
+    np.testing.assert_array_equal(lbfgs.points, points)
+    np.testing.assert_array_equal(lbfgs.evaluations_at, counts)
+    # one outer step evaluated f and ∇f several times: the count is reported, a gradient method's is its steps
+    assert lbfgs.evaluations == counts[-1] > len(lbfgs.points) - 1
+    assert lbfgs.evaluations_to_tol == counts[lbfgs.steps_to_tol] > lbfgs.steps_to_tol
+    assert adam.evaluations == len(adam.points) - 1 == 20 and adam.evaluations_to_tol is None
+    row = lbfgs.row()
+    assert row["evaluations"] == lbfgs.evaluations and row["evaluations_to_tol"] == lbfgs.evaluations_to_tol
+
+
+def test_lbfgs_race_options_schedules_and_table_notes():
+    from descentlab.lab.race_outputs import format_table
+
+    r = race("rosenbrock", ["lbfgs", "lbfgs@wolfe"], steps=30, options={"lbfgs@wolfe": {
+        "line_search_fn": "strong_wolfe", "max_iter": 5}})
+    plain, wolfe = r.racers
+    points, counts = _lbfgs_by_hand(r.landscape, r.start, 30, line_search_fn="strong_wolfe", max_iter=5)
+    np.testing.assert_array_equal(wolfe.points, points)
+    assert wolfe.distance < 1e-3, wolfe.row()
+    table = format_table(r)
+    assert "f, ∇f evaluations" in table
+    assert ("note: lbfgs@wolfe: one step is up to max_iter = 5 L-BFGS iterations, up to max_eval = 6 evaluations of f "
+            f"and ∇f (a gradient method makes one per step); {wolfe.evaluations} in 30 steps") in table
+    assert "note: lbfgs: one step is up to max_iter = 20 L-BFGS iterations, up to max_eval = 25" in table
+    halved = race("bowl", ["lbfgs"], steps=3, schedules={"lbfgs": lambda t: 0.5}).racers[0]
+    full = race("bowl", ["lbfgs"], steps=3, lr={"lbfgs": 0.5}).racers[0]
+    np.testing.assert_array_equal(halved.points, full.points)

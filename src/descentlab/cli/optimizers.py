@@ -6,9 +6,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-#: What the lab's race (descentlab.lab.race) gives an optimizer: one 2-vector per racer, dense gradients, ``step()``
-#: without a closure — none of registry.REQUIREMENTS, so a row that needs one of them does not race.
-RACE_OFFERS: tuple[str, ...] = ()
+#: How a row that needs one of the race's offers (descentlab.lab.race.RACE_OFFERS: one (x, y) vector per racer,
+#: dense gradients, step(closure)) races, in words (shown under the row).
+RACES_THROUGH = {"closure": "races through step(closure): one race step is up to max_iter L-BFGS iterations "
+                            "(max_eval evaluations of f and ∇f, the race table counts them)"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -48,6 +49,7 @@ def run_presets() -> int:
 def run(args: argparse.Namespace) -> int:
     if getattr(args, "presets", False):
         return run_presets()
+    from descentlab.lab.race import RACE_OFFERS
     from descentlab.optim.registry import REGISTRY
 
     width = max(len(n) for n in REGISTRY)
@@ -57,4 +59,6 @@ def run(args: argparse.Namespace) -> int:
         reason = spec.unmet(RACE_OFFERS)
         if reason:
             print(f"{'':<{width}}  does not race: {reason}")
+        for key in sorted(spec.requires & set(RACES_THROUGH)):
+            print(f"{'':<{width}}  {RACES_THROUGH[key]}")
     return 0

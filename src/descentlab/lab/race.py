@@ -13,6 +13,14 @@ without weight decay, its step is linear in the rate with a state that does not 
 instance at rate 1 from a zeroed parameter — which leaves exactly ``−D`` in it — and each row then moves
 by its own ``η D``. With weight decay (whose step is not linear in η) each grid point gets its own param
 group instead. ``tests/test_lab_race.py`` checks that the batched path equals separate runs.
+
+A row that needs ``step(closure)`` (L-BFGS) races through one: every race step calls ``opt.step(closure)`` with a
+closure that zeroes the gradient, evaluates ``f`` at the racer's point, calls ``backward()`` (plus the race's noise
+and clipping) and returns ``f`` — as a torch user writes it — and the path is recorded once per such outer step.
+One L-BFGS step makes up to ``max_iter`` iterations (``max_eval`` evaluations of ``f`` and ``∇f``), so every racer
+also reports its evaluations (``evaluations``, and ``evaluations_to_tol``, the count when it first reached the
+tolerance): a gradient method makes one per step, and the evaluation columns are the fair comparison. Each rate
+(each tuning grid point) gets its own instance, since L-BFGS steps one parameter vector in one group.
 """
 
 from __future__ import annotations
@@ -27,6 +35,9 @@ import torch
 from descentlab.lab.landscapes import Landscape, get_landscape
 from descentlab.optim.registry import get_spec
 
+#: What a race gives an optimizer beyond the ordinary contract (registry.REQUIREMENTS): a closure. A racer is one
+#: (x, y) vector with dense gradients, so rows that step matrices only or take sparse gradients do not race.
+RACE_OFFERS: tuple[str, ...] = ("closure",)
 DEFAULT_OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "adadelta", "rmsprop", "adam")
 DEFAULT_GRID = tuple(np.logspace(-4, 1, 30).tolist())
 
@@ -56,6 +67,21 @@ class Racer:
     optimizer: str = ""
     rate_given: bool = False        # the rate was set by the user (not the registry's default, not tuned)
     worst_start_score: tuple[float, float] | None = None  # tuned: the rate's score over the tuning starts
+    #: cumulative evaluations of f and ∇f at each point (points[i] was reached after evaluations_at[i]); a gradient
+    #: method makes one per step, an L-BFGS step up to max_eval
+    evaluations_at: np.ndarray | None = None
+
+    @property
+    def evaluations(self) -> int:
+        """The evaluations of ``f`` and ``∇f`` the whole run made."""
+        return int(self.evaluations_at[-1]) if self.evaluations_at is not None else len(self.points) - 1
+
+    @property
+    def evaluations_to_tol(self) -> int | None:
+        """The evaluations made by the step that first reached the tolerance (``None``: never)."""
+        if self.steps_to_tol is None:
+            return None
+        return int(self.evaluations_at[self.steps_to_tol]) if self.evaluations_at is not None else self.steps_to_tol
 
     @property
     def label(self) -> str:
@@ -69,7 +95,8 @@ class Racer:
         return {"optimizer": self.name, "lr": self.lr, "tuned": self.tuned, "steps_to_tol": self.steps_to_tol,
                 "settled_at_step": self.settled_at, "final_f": self.final_f, "nearest_minimum": near,
                 "distance": self.distance, "stuck_in_local_minimum": self.local_minimum,
-                "escaped_at_step": self.escaped_at, "diverged": self.diverged, "steps_run": len(self.points) - 1}
+                "escaped_at_step": self.escaped_at, "diverged": self.diverged, "steps_run": len(self.points) - 1,
+                "evaluations": self.evaluations, "evaluations_to_tol": self.evaluations_to_tol}
 
 
 @dataclass
@@ -164,8 +191,67 @@ def _run_batch(landscape: Landscape, name: str, options: dict[str, Any], lrs: li
     return out
 
 
+def _run_closure(landscape: Landscape, name: str, options: dict[str, Any], lrs: list[float], start: Any,
+                 steps: int, noise: float, seed: int, schedule: Callable[[int], float] | None, clip: float | None,
+                 escape: float) -> list[tuple[np.ndarray, np.ndarray, bool, np.ndarray]]:
+    """Run ``len(lrs)`` copies of closure-driven optimizer ``name`` (L-BFGS), one instance per rate, each step
+    ``opt.step(closure)``; also return each run's cumulative closure evaluations at every recorded point."""
+    starts = [tuple(start)] * len(lrs) if np.ndim(start) == 1 else [tuple(p) for p in start]
+    return [_closure_run(landscape, name, options, float(rate), point, steps, noise, seed, schedule, clip, escape)
+            for rate, point in zip(lrs, starts)]
+
+
+def _closure_run(landscape: Landscape, name: str, options: dict[str, Any], rate: float, start: tuple[float, ...],
+                 steps: int, noise: float, seed: int, schedule: Callable[[int], float] | None, clip: float | None,
+                 escape: float) -> tuple[np.ndarray, np.ndarray, bool, np.ndarray]:
+    param = torch.nn.Parameter(torch.tensor(start, dtype=torch.float64))
+    opt = get_spec(name).build([param], **{**options, "lr": rate})
+    gen = torch.Generator().manual_seed(seed)
+    evaluations = 0
+
+    def closure() -> Any:  # the loss tensor, as torch's closures return it
+        nonlocal evaluations
+        opt.zero_grad()
+        loss = landscape(param)
+        loss.backward()
+        evaluations += 1
+        grad = param.grad
+        assert grad is not None
+        if noise > 0:  # the same noise model as Landscape.gradient: N(0, σ²) per coordinate, per evaluation
+            grad.add_(noise * torch.randn(grad.shape, generator=gen, dtype=grad.dtype))
+        if clip is not None:
+            grad.mul_(torch.clamp(clip / (grad.norm() + 1e-300), max=1.0))
+        return loss
+
+    (x0, x1), (y0, y1) = landscape.domain
+    span = max(x1 - x0, y1 - y0)
+    centre = np.array([(x0 + x1) / 2, (y0 + y1) / 2])
+    points, values, counts = [], [], []
+    diverged = False
+    for t in range(steps + 1):
+        here = param.detach().numpy().copy()
+        with torch.no_grad():
+            f = float(landscape(param))
+        with np.errstate(invalid="ignore"):
+            if not (math.isfinite(f) and np.isfinite(here).all() and np.abs(here - centre).max() <= escape * span):
+                diverged = True
+                break
+        points.append(here)
+        values.append(f)
+        counts.append(evaluations)
+        if t == steps:
+            break
+        if schedule is not None:
+            opt.param_groups[0]["lr"] = rate * schedule(t)
+        opt.step(closure)
+    return (np.array(points, dtype=float).reshape(-1, 2), np.array(values, dtype=float), diverged,
+            np.array(counts, dtype=np.int64))
+
+
 def _racer(landscape: Landscape, name: str, lr: float, options: dict[str, Any], run, tol: float, tuned: bool) -> Racer:
-    pts, vals, diverged = run
+    """The metrics of one run: ``(points, values, diverged)``, or with a fourth entry, the cumulative evaluations of
+    f and ∇f at each point (closure-driven rows; otherwise one per step)."""
+    pts, vals, diverged, *counted = run
     f_star = landscape.f_star
     steps_to_tol = settled = None
     if f_star is not None:
@@ -180,7 +266,7 @@ def _racer(landscape: Landscape, name: str, lr: float, options: dict[str, Any], 
     local = bool(idx is not None and dist < 0.05 and not landscape.is_global(idx) and not diverged)
     return Racer(name, float(lr), dict(options), pts, vals, steps_to_tol, float(vals[-1]), idx, dist, diverged, tuned,
                  tol, settled_at=settled, escaped_at=landscape.escaped_at(pts), minimum_xy=xy, local_minimum=local,
-                 optimizer=name.partition("@")[0])
+                 optimizer=name.partition("@")[0], evaluations_at=counted[0] if counted else None)
 
 
 def score(racer: Racer, landscape: Landscape) -> tuple[float, float]:
@@ -230,9 +316,10 @@ def race(landscape: str | Landscape, optimizers: Any = DEFAULT_OPTIMIZERS, *, st
     if not names:
         raise ValueError("optimizers must name at least one registry optimizer")
     for name in names:
-        unmet = get_spec(name.partition("@")[0]).unmet()
-        if unmet is not None:  # a contract a 2-D landscape race cannot meet (matrices, sparse gradients, a closure)
-            raise ValueError(f"{name!r} cannot race on a landscape: {unmet}")
+        unmet = get_spec(name.partition("@")[0]).unmet(RACE_OFFERS)
+        if unmet is not None:  # a contract a 2-D landscape race cannot meet (matrices, sparse gradients)
+            raise ValueError(f"{name!r} cannot race on a landscape (a racer is one (x, y) vector with dense "
+                             f"gradients): {unmet}")
     if len(set(names)) != len(names):
         raise ValueError(f"each racer needs its own name; race one optimizer twice as NAME and NAME@TAG, got {names}")
     lr, options, schedules = dict(lr or {}), dict(options or {}), dict(schedules or {})
@@ -277,7 +364,8 @@ def race(landscape: str | Landscape, optimizers: Any = DEFAULT_OPTIMIZERS, *, st
             rate = float(lr.get(name, get_spec(registry_name).lr))
         # the default run rides in the same batch as the grid, which runs from every tuning start
         grid_rows = [(g, p) for p in starts for g in grid] if tune else []
-        runs = _run_batch(ls, registry_name, opts, [rate] + [g for g, _ in grid_rows],
+        runner = _run_closure if "closure" in get_spec(registry_name).requires else _run_batch
+        runs = runner(ls, registry_name, opts, [rate] + [g for g, _ in grid_rows],
                           [start] + [p for _, p in grid_rows], steps, noise, seed, shape, clip, escape)
         racer = _racer(ls, name, rate, opts, runs[0], tol, tuned=False)
         racer.scheduled = shape is not None

@@ -70,7 +70,8 @@ def _write(result: Any, out: Path, frames: int, title: str | None) -> dict[str, 
 COLUMNS = (("optimizer", "optimizer"), ("lr", "learning rate"), ("tuned", "rate"), ("steps_to_tol", "reached tol at step"),
            ("settled_at_step", "settled at step"), ("final_f", "final f"), ("nearest_minimum", "nearest minimum (x, y)"),
            ("distance", "distance to it"), ("stuck_in_local_minimum", "stuck in a local minimum"),
-           ("escaped_at_step", "escaped the saddle at step"), ("diverged", "diverged"))
+           ("escaped_at_step", "escaped the saddle at step"), ("diverged", "diverged"),
+           ("evaluations_to_tol", "f, ∇f evaluations to tol"), ("evaluations", "f, ∇f evaluations"))
 
 
 def cell(key: str, value: Any) -> str:
@@ -98,9 +99,29 @@ def table_rows(result: Any) -> tuple[list[str], list[list[str]]]:
     return [h for _, h in columns], rows
 
 
+def notes(result: Any) -> list[str]:
+    """What the table's steps mean for racers whose step is not one gradient evaluation (L-BFGS through a
+    closure): one line per such racer, with its ``max_iter`` and ``max_eval``."""
+    import torch
+
+    from descentlab.optim.registry import get_spec
+
+    lines = []
+    for racer in result.racers + result.tuned:
+        spec = get_spec(racer.optimizer or racer.name.partition("@")[0])
+        if "closure" not in spec.requires:
+            continue
+        group = spec.build([torch.zeros(1, requires_grad=True)], **racer.options).defaults
+        lines.append(f"{racer.name}{' (tuned)' if racer.tuned else ''}: one step is up to max_iter = "
+                     f"{group['max_iter']} L-BFGS iterations, up to max_eval = {group['max_eval']} evaluations of f and "
+                     f"∇f (a gradient method makes one per step); {racer.evaluations} in {len(racer.points) - 1} steps "
+                     "— compare the evaluation columns, not the steps")
+    return list(dict.fromkeys(lines))
+
+
 def format_table(result: Any) -> str:
-    """The metrics as a plain-text table for the terminal, in words."""
+    """The metrics as a plain-text table for the terminal, in words, and the :func:`notes` below it."""
     headers, rows = table_rows(result)
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
     line = lambda cells: "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
-    return "\n".join([line(headers)] + [line(r) for r in rows])
+    return "\n".join([line(headers)] + [line(r) for r in rows] + [f"note: {n}" for n in notes(result)])

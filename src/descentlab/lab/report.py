@@ -93,9 +93,10 @@ def write_race_report(result: Any, path: str | os.PathLike, *, pictures: dict[st
     toggles = "".join(
         f'<label style="color:{COLOURS[i % len(COLOURS)]}"><input type="checkbox" id="show-{i}" checked> '
         f'{html.escape(r.label)}</label> ' for i, r in enumerate(racers))
-    from descentlab.lab.race_outputs import table_rows
+    from descentlab.lab.race_outputs import notes, table_rows
 
     headers, cells = table_rows(result)
+    remarks = "".join(f"<p class=\"note\">{html.escape(n)}</p>" for n in notes(result))
     minima = ", ".join(f"({x:.4g}, {y:.4g})" + ("" if ls.is_global(i) else " local")
                        for i, (x, y) in enumerate(ls.minima)) or "none (unbounded below)"
     rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in cells)
@@ -128,8 +129,11 @@ step <span id="step-label">{result.steps}</span></div>
 rate judged by its worst result from three starts (a rate that wins by one lucky first step from one start does
 not win). <i>Reached tol</i>: the first step with |f − f*| &lt; tol; <i>settled</i>: the first step from which it stays
 there; <i>escaped the saddle</i>: the first step that leaves the saddle region; <i>diverged</i>: a non-finite value or
-leaving the domain by more than 10 × its size.</p>
+leaving the domain by more than 10 × its size. <i>f, ∇f evaluations</i>: how often the run evaluated f and its
+gradient — one per step for a gradient method, up to <code>max_eval</code> per step for L-BFGS (which races through
+<code>step(closure)</code>); <i>to tol</i>: the count when it first reached the tolerance.</p>
 {table}
+{remarks}
 <h2>Pictures</h2>
 {figures}
 <script type="application/json" id="race-data">{data_json}</script>
