@@ -59,6 +59,18 @@ CONFIGS = [
     (descentlab.RAdam, dict(lr=0.01, betas=(0.8, 0.99), weight_decay=0.05)),
     (descentlab.Rprop, dict()),
     (descentlab.Rprop, dict(lr=0.1, etas=(0.3, 1.5), step_sizes=(1e-3, 0.2), weight_decay=0.05, maximize=True)),
+    (descentlab.ASGD, dict()),  # t0 = 1e6: μ stays 1, ā copies w
+    # λ large enough that η_t visibly decays; t0 = 2: the average (μ_t = 1/(t − t₀)) starts mid-run
+    (descentlab.ASGD, dict(lr=0.05, lambd=0.5, alpha=0.6, t0=2, weight_decay=0.05, maximize=True)),
+    (descentlab.Lion, dict(lr=0.01)),
+    (descentlab.Lion, dict(lr=0.01, betas=(0.5, 0.9), weight_decay=0.3, maximize=True)),
+    (descentlab.Lion, dict(lr=0.01, weight_decay=1e-3, decoupled_weight_decay=True)),
+    (descentlab.ScheduleFreeSGD, dict(lr=0.1)),
+    (descentlab.ScheduleFreeSGD, dict(lr=0.1, momentum=0.8, weight_decay=0.05, warmup_steps=3, r=0.5,
+                                      weight_lr_power=1.0, maximize=True)),
+    (descentlab.ScheduleFreeAdamW, dict(lr=0.01)),
+    (descentlab.ScheduleFreeAdamW, dict(lr=0.01, betas=(0.8, 0.99), eps=1e-3, weight_decay=0.1, warmup_steps=3, r=1.0,
+                                        maximize=True)),
 ]
 # 70 001 elements: more than one thread's share and an odd vector tail; () and (1,) are single elements.
 SHAPES = [(70_001,), (3, 40), (1,), (), (2, 2, 2)]
@@ -114,6 +126,94 @@ def test_kernel_matches_reference_step_by_step(cls, opts, dtype):
         _assert_close(fused, ref, of, orf, dtype, f"{cls.__name__}{opts} step {step}")
     assert _fused_count(of) == len(fused), "every tensor should have taken the C kernel"
     assert _fused_count(orf) == 0
+
+
+def test_asgd_scalars_of_either_dtype_each_take_their_own_bit():
+    """ASGD's η_t and μ_t are 0-d state of torch's default dtype (float64 under a float64 default), independent of
+    the parameters' dtype and of each other once loaded or replaced: float32 parameters with a float64 η and a
+    float32 μ (and the other way round) must step as the reference rule does, and each scalar keep its dtype."""
+    for eta_dtype, mu_dtype in ((torch.float64, torch.float32), (torch.float32, torch.float64)):
+        fused, ref, of, orf, gen = _twins(descentlab.ASGD, dict(lr=0.05, lambd=0.5, t0=2), torch.float32)
+        _same_grads(fused, ref, gen)
+        of.step()
+        orf.step()
+        for opt, params in ((of, fused), (orf, ref)):
+            for p in params:
+                opt.state[p]["eta"] = opt.state[p]["eta"].to(eta_dtype)
+                opt.state[p]["mu"] = opt.state[p]["mu"].to(mu_dtype)
+        for step in range(2, 7):
+            _same_grads(fused, ref, gen)
+            of.step()
+            orf.step()
+            _assert_close(fused, ref, of, orf, torch.float32, f"eta {eta_dtype}, mu {mu_dtype}, step {step}")
+            assert _fused_count(of) == len(fused)
+        for p, q in zip(fused, ref):
+            assert (of.state[p]["eta"].dtype, of.state[p]["mu"].dtype) == (eta_dtype, mu_dtype)
+            assert torch.equal(of.state[p]["eta"], orf.state[q]["eta"])  # computed in double on both paths
+            assert torch.equal(of.state[p]["mu"], orf.state[q]["mu"])
+        assert of.state[fused[0]]["mu"].item() == 0.25  # step 6, t0 = 2: μ = 1/(6 − 2), the average is on
+
+
+# bf16 parameters with float32 state: the parameter is rounded from the float32 result on both paths, so it agrees
+# to bf16's rounding (tests/test_fused_cpu_gather_fuzz.py's tolerance), the float32 state to float32's
+BF16_CONFIGS = [(descentlab.ASGD, dict(lr=0.05, lambd=0.5, t0=2)), (descentlab.Lion, dict(lr=0.01, weight_decay=0.1)),
+                (descentlab.ScheduleFreeSGD, dict(lr=0.1, weight_decay=0.05)),
+                (descentlab.ScheduleFreeAdamW, dict(lr=0.01, weight_decay=0.1))]
+
+
+@pytest.mark.parametrize("cls, opts", BF16_CONFIGS, ids=lambda v: getattr(v, "__name__", None) or "opts")
+def test_new_kernels_with_bf16_parameters_and_float32_state(cls, opts):
+    gen = torch.Generator().manual_seed(5)
+    made = [torch.randn(s, generator=gen).to(torch.bfloat16) for s in ((40_001,), (3, 7), ())]
+    fused = [torch.nn.Parameter(t.clone()) for t in made]
+    ref = [torch.nn.Parameter(t.clone()) for t in made]
+    of = cls(fused, impl="fused", state_dtype=torch.float32, **opts)
+    orf = cls(ref, impl="reference", state_dtype=torch.float32, **opts)
+    for step in range(5):
+        for p, q in zip(fused, ref):
+            g = torch.randn(p.shape, generator=gen).to(torch.bfloat16)
+            p.grad, q.grad = g, g.clone()
+        of.step()
+        orf.step()
+    assert _fused_count(of) == len(fused)
+    for p, q in zip(fused, ref):
+        torch.testing.assert_close(p, q, rtol=1.6e-2, atol=1e-5)
+        for key, value in orf.state[q].items():
+            assert of.state[p][key].dtype == value.dtype
+            torch.testing.assert_close(of.state[p][key], value, **TOL[torch.float32], msg=lambda m: f"{key}: {m}")
+
+
+@pytest.mark.parametrize("cls", [descentlab.ASGD, descentlab.Lion, descentlab.ScheduleFreeSGD,
+                                 descentlab.ScheduleFreeAdamW], ids=lambda c: c.__name__)
+def test_auto_takes_the_c_kernel_for_the_new_rules(cls):
+    """``impl="auto"`` on CPU: the rule has a kernel now, so its float32 tensors go to C, not to the foreach path."""
+    params = [torch.nn.Parameter(torch.randn(10)) for _ in range(3)]
+    opt = cls(params)
+    for _ in range(2):
+        for p in params:
+            p.grad = torch.randn(10)
+        opt.step()
+    assert _fused_count(opt) == len(params)
+
+
+def test_schedulefree_train_eval_switch_around_fused_steps():
+    """eval() / train() move the parameters between y and x outside the step; the fused steps taken between
+    the switches agree with the reference path's, and step() in eval mode still refuses."""
+    fused, ref, of, orf, gen = _twins(descentlab.ScheduleFreeAdamW, dict(lr=0.01, warmup_steps=2), torch.float32)
+    for step in range(6):
+        _same_grads(fused, ref, gen)
+        of.step()
+        orf.step()
+        if step % 2:
+            of.eval()
+            orf.eval()
+            _assert_close(fused, ref, of, orf, torch.float32, f"eval after step {step}")
+            with pytest.raises(RuntimeError, match="eval mode"):
+                of.step()
+            of.train()
+            orf.train()
+    _assert_close(fused, ref, of, orf, torch.float32, "train")
+    assert _fused_count(of) == len(fused)
 
 
 def test_result_does_not_depend_on_the_thread_count():
@@ -336,7 +436,8 @@ def test_without_a_compiler_steps_fall_back_with_one_warning(tmp_path):
 
 #: The rules that have a C kernel; a rule without one runs on the reference loop (kernels are optional).
 RULES_WITH_KERNELS = {"sgd", "heavy_ball", "ema_momentum", "adagrad", "adadelta", "rmsprop", "centered_rmsprop",
-                      "adam", "amsgrad", "nadam", "adamax", "adamax_eps_outside", "radam", "rprop"}
+                      "adam", "amsgrad", "nadam", "adamax", "adamax_eps_outside", "radam", "rprop", "asgd", "lion",
+                      "schedulefree_sgd", "schedulefree_adamw"}
 
 
 def test_which_rules_have_c_kernels():

@@ -2,7 +2,10 @@
 and each ``hp[i]`` by name.
 
 Every kernel of ``cpu_kernels.h`` has one signature (``KERNEL_SIGNATURE`` there): tensor columns
-``param, grad, s0, s1, s2, step, extra`` and ``hp``, an array of doubles. :func:`kernel_call` turns a
+``param, grad, s0, s1, s2, step, extra`` and ``hp``, an array of doubles. ``extra`` holds a rule's 0-d state
+besides the step counter, ``E`` entries per tensor, tensor-major (``extra[t·E + e]``: NAdam's ``mu_product``,
+ASGD's ``eta`` and ``mu``); bit ``1 + e`` of ``step_f64`` says entry ``e`` is float64. Rules whose per-step
+scalars are the param group's (schedule-free's rate and averaging weight) get them from ``plan().hp``. :func:`kernel_call` turns a
 :class:`~descentlab.rules.plan.StepPlan` into a :class:`KernelCall` — or ``None`` when the plan's rule has
 no kernel, or asks for something its kernel cannot do (then the reference loop runs it). A kernel is an
 optional speed-up for a rule: a rule missing from :data:`CPU_KERNELS` runs on the reference path.
@@ -22,16 +25,17 @@ from descentlab.rules.plan import Rule, StepPlan
 #: Version of the kernels' calling convention; compiled into the library (``-DDL_ABI_VERSION``) and checked at
 #: load, so a cached library built from older sources is rebuilt. Raise it with any change of a signature
 #: or of an ``hp`` order.
-KERNEL_ABI_VERSION = 4
+KERNEL_ABI_VERSION = 5
 #: Version of the native gatherer's (cpu_gather.cpp) interface, compiled in and checked the same way.
-GATHER_ABI_VERSION = 3
+GATHER_ABI_VERSION = 4
 
 
 @dataclass(frozen=True)
 class KernelAbi:
     """One rule's kernel: its name in cpu_kernels.h, the plan's state keys that go to slots s0, s1, s2 (a key
     the plan lacks is passed as NULL), how it treats the step counter (``"always"`` advances it, ``"never"``
-    has none, ``"flag"``: hp ``counts_steps`` says), and ``hp``: each position's name. A name is a key of the
+    has none, ``"flag"``: hp ``counts_steps`` says), the plan's 0-d state entries passed as ``extra`` (in that
+    order, at most :data:`MAX_EXTRA`), and ``hp``: each position's name. A name is a key of the
     plan's ``hp``, one of the plan's fields (``maximize``, ``weight_decay``, ``decoupled``, ``counts_steps``), a
     :data:`DERIVED` quantity, or a key of ``fixed`` (constants of this rule)."""
 
@@ -39,20 +43,25 @@ class KernelAbi:
     slots: tuple[str | None, str | None, str | None]
     hp: tuple[str, ...]
     steps: str = "always"
-    extra: str | None = None
+    extra: tuple[str, ...] = ()
     fixed: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class KernelCall:
     """What one group's kernel call needs: the kernel, the state keys passed as s0, s1, s2 (``None``: not
-    passed), whether ``state["step"]`` exists and is advanced, the extra 0-d state, and ``hp`` in order."""
+    passed), whether ``state["step"]`` exists and is advanced, the extra 0-d state entries (read only with a step
+    counter), and ``hp`` in order."""
 
     kernel: str
     state_keys: tuple[str | None, str | None, str | None]
     steps: bool
-    extra: str | None
+    extra: tuple[str, ...]
     hp: tuple[float, ...]
+
+
+#: The most 0-d state entries a kernel takes in ``extra`` (cpu_gather.cpp's limit too).
+MAX_EXTRA = 2
 
 
 #: Quantities the kernels read that are functions of the plan's hyperparameters.
@@ -86,14 +95,26 @@ CPU_KERNELS: dict[Rule, KernelAbi] = {
     rules.amsgrad: KernelAbi("adam", ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"), _ADAM_HP, fixed={"amsgrad": 1.0}),
     rules.nadam: KernelAbi("nadam", ("exp_avg", "exp_avg_sq", None),
                            ("lr", "beta1", "beta2", "eps", "eps_inside", "momentum_decay", "decoupled",
-                            "weight_decay", "maximize"), extra="mu_product"),
+                            "weight_decay", "maximize"), extra=("mu_product",)),
     rules.adamax: KernelAbi("adamax", ("exp_avg", "exp_inf", None), _ADAMAX_HP, fixed={"eps_inside": 1.0}),
     rules.adamax_eps_outside: KernelAbi("adamax", ("exp_avg", "exp_inf", None), _ADAMAX_HP, fixed={"eps_inside": 0.0}),
     rules.radam: KernelAbi("radam", ("exp_avg", "exp_avg_sq", None),
                            ("lr", "beta1", "beta2", "eps", "decoupled", "weight_decay", "maximize")),
     rules.rprop: KernelAbi("rprop", ("prev", "step_size", None),
                            ("etaminus", "etaplus", "step_size_min", "step_size_max", "weight_decay", "maximize")),
-    # rules.asgd has no kernel: its state holds two 0-d scalars (eta, mu) and the signature carries one (extra)
+    rules.asgd: KernelAbi("asgd", ("ax", None, None), ("lr", "lambd", "alpha", "t0", "weight_decay", "maximize"),
+                          extra=("eta", "mu")),
+    rules.lion: KernelAbi("lion", ("exp_avg", None, None),
+                          ("lr", "beta1", "beta2", "decoupled", "weight_decay", "maximize"), steps="never"),
+    # Schedule-free: the step count, rate η_k and averaging weight c_{k+1} are the param group's, computed once per
+    # group and step by the optimizer (plan().hp: lr, ckp1, bias_correction2); the kernel takes the per-tensor
+    # part, on y and z. train() / eval() move the parameters between y and x outside any step (a Python lerp,
+    # not a rule), and step() refuses eval mode, so a kernel only ever sees y.
+    rules.schedulefree_sgd: KernelAbi("schedulefree_sgd", ("z", None, None),
+                                      ("lr", "momentum", "ckp1", "weight_decay", "maximize"), steps="never"),
+    rules.schedulefree_adamw: KernelAbi("schedulefree_adamw", ("z", "exp_avg_sq", None),
+                                        ("lr", "beta1", "beta2", "eps", "decay", "ckp1", "bias_correction2",
+                                         "maximize"), steps="never"),
 }
 _FIELDS = ("maximize", "weight_decay", "decoupled", "counts_steps")
 
@@ -140,9 +161,11 @@ def _build_call(plan: StepPlan) -> KernelCall | None:
         return None
     if plan.decoupled and "decoupled" not in abi.hp:
         return None
+    if plan.weight_decay != 0 and "weight_decay" not in abi.hp:
+        return None  # a decay this kernel does not read
     if plan.counts_steps != (abi.steps == "always") and abi.steps != "flag":
         return None
-    extra = (abi.extra,) if abi.extra else ()
+    extra = abi.extra
     slot_keys = [key for key in abi.slots if key in plan.state]
     if plan.extra != extra or sorted(slot_keys + list(extra)) != sorted(plan.state):
         return None

@@ -15,7 +15,8 @@
 //   states       optimizer.state (a dict keyed by parameter), or None for a stateless rule
 //   keys         (s0, s1, s2): state entry names passed as the kernel's s0, s1, s2, or None
 //   steps        1 if state["step"] is read and advanced by the kernel
-//   extra        name of an extra 0-d float32/float64 state (NAdam's "mu_product"), or None
+//   extra        a tuple of the names of extra 0-d float32/float64 state entries, read with the step counter (NAdam's
+//                ("mu_product",), ASGD's ("eta", "mu")), at most kMaxExtra; passed tensor-major, extra[t*E + e]
 //   state_dtype  the group's state_dtype (a torch.dtype) or None
 //   kernels      the addresses of the rule's kernel variants f32, f64, bf16f32, f16f32
 //   kernel_name  for error messages
@@ -39,6 +40,12 @@
 #include <vector>
 
 namespace {
+
+// The most extra 0-d state entries per tensor (descentlab/fused/abi.py's MAX_EXTRA).
+constexpr int kMaxExtra = 2;
+// Batches: 4 kernel variants × the step-dtype bits (bit 0: step float64, bit 1 + e: extra e float64).
+constexpr int kKinds = 2 << kMaxExtra;
+constexpr int kSlots = 4 * kKinds;
 
 using KernelFn = int (*)(int64_t, const int64_t *, void *const *, void *const *, void *const *, void *const *,
                          void *const *, void *const *, void *const *, int, const double *, double, int);
@@ -104,7 +111,8 @@ bool extent(const at::Tensor &t, Py_ssize_t owner, bool written, Span &out) {
     return true;
 }
 
-// One kernel call: per tensor the parameter, its gradient, the state tensors (s0, s1, s2, step, extra).
+// One kernel call: per tensor the parameter, its gradient, the state tensors (s0, s1, s2, step) and the extra 0-d
+// entries (E per tensor, in extra).
 struct Batch {
     std::vector<int64_t> numel;
     std::vector<void *> param, grad, s0, s1, s2, step, extra;
@@ -130,8 +138,8 @@ struct Args {
 // -1 = rest, -2 = no gradient (skipped, as the reference loop skips it), -3 = a Python error is set. On success
 // `spans` holds the memory of its tensors (n_spans of them).
 int examine(const Args &a, PyObject *obj, Py_ssize_t owner, PyObject *const key_objs[3], int stateful,
-            bool have_wide, c10::ScalarType wide, Batch *batches[16], Batch *&target, at::Tensor &param_out,
-            at::Tensor &grad_out, void *state_ptrs[5], Span spans[6], int &n_spans) {
+            bool have_wide, c10::ScalarType wide, Batch *batches[kSlots], Batch *&target, at::Tensor &param_out,
+            at::Tensor &grad_out, void *state_ptrs[4 + kMaxExtra], Span spans[6 + kMaxExtra], int &n_spans) {
     if (!THPVariable_Check(obj)) return -1;
     const at::Tensor &param = THPVariable_Unpack(obj);
     const at::Tensor &grad = param.grad();
@@ -151,7 +159,7 @@ int examine(const Args &a, PyObject *obj, Py_ssize_t owner, PyObject *const key_
     }
     const int64_t numel = param.numel();
     int count = 0;
-    void *pointers[6];
+    void *pointers[5 + kMaxExtra];
     spans[count] = span_of(param, owner, true);
     pointers[count++] = param.data_ptr();
     for (int k = 0; k < 3; k++) {
@@ -165,7 +173,8 @@ int examine(const Args &a, PyObject *obj, Py_ssize_t owner, PyObject *const key_
         spans[count] = span_of(t, owner, true);
         state_ptrs[k] = pointers[count++] = t.data_ptr();
     }
-    state_ptrs[3] = state_ptrs[4] = nullptr;
+    const Py_ssize_t n_extra = PyTuple_GET_SIZE(a.extra);
+    for (int k = 3; k < 4 + kMaxExtra; k++) state_ptrs[k] = nullptr;
     int step_kind = 0;
     if (a.steps) {
         static PyObject *step_key = PyUnicode_InternFromString("step");
@@ -176,14 +185,15 @@ int examine(const Args &a, PyObject *obj, Py_ssize_t owner, PyObject *const key_
         step_kind = step.scalar_type() == c10::kDouble ? 1 : 0;
         spans[count] = span_of(step, owner, true);
         state_ptrs[3] = pointers[count++] = step.data_ptr();
-        if (a.extra != Py_None) {
-            PyObject *extra_entry = state_entry(state, a.extra);
+        for (Py_ssize_t e = 0; e < n_extra; e++) {
+            PyObject *extra_entry = state_entry(state, PyTuple_GET_ITEM(a.extra, e));
             if (extra_entry == nullptr) return PyErr_Occurred() ? -3 : -1;
             const at::Tensor &extra = THPVariable_Unpack(extra_entry);
             if (!is_counter(extra)) return -1;
-            if (extra.scalar_type() == c10::kDouble) step_kind |= 2;  // torch's loader: a float64 Π, float32 step
+            // torch's loader: a float64 Π beside a float32 step; ASGD's η, μ follow the default dtype
+            if (extra.scalar_type() == c10::kDouble) step_kind |= 2 << e;
             spans[count] = span_of(extra, owner, true);
-            state_ptrs[4] = pointers[count++] = extra.data_ptr();
+            state_ptrs[4 + e] = pointers[count++] = extra.data_ptr();
         }
     }
     for (int i = 0; i < count; i++)  // two of them at one address (overlaps in part: the sweep in step_group)
@@ -203,7 +213,7 @@ int examine(const Args &a, PyObject *obj, Py_ssize_t owner, PyObject *const key_
     for (int i = 0; i < count; i++)
         if (pointers[i] == grad_pointer) return -1;
     n_spans = count + 1;
-    const int slot = variant * 4 + step_kind;
+    const int slot = variant * kKinds + step_kind;
     if (batches[slot] == nullptr) batches[slot] = new Batch();
     target = batches[slot];
     param_out = param;
@@ -213,14 +223,21 @@ int examine(const Args &a, PyObject *obj, Py_ssize_t owner, PyObject *const key_
 
 PyObject *step_group(PyObject *, PyObject *args) {
     Args a{};
-    if (!PyArg_ParseTuple(args, "O!OO!iOOO!sO!di", &PyList_Type, &a.params, &a.states, &PyTuple_Type, &a.keys,
-                          &a.steps, &a.extra, &a.state_dtype, &PyTuple_Type, &a.kernels, &a.kernel_name,
+    if (!PyArg_ParseTuple(args, "O!OO!iO!OO!sO!di", &PyList_Type, &a.params, &a.states, &PyTuple_Type, &a.keys,
+                          &a.steps, &PyTuple_Type, &a.extra, &a.state_dtype, &PyTuple_Type, &a.kernels, &a.kernel_name,
                           &PyTuple_Type, &a.hp, &a.grad_inv_scale, &a.nthreads))
         return nullptr;
-    if (PyTuple_GET_SIZE(a.keys) != 3 || PyTuple_GET_SIZE(a.kernels) != 4) {
-        PyErr_SetString(PyExc_ValueError, "step_group: keys must have 3 entries and kernels 4");
+    if (PyTuple_GET_SIZE(a.keys) != 3 || PyTuple_GET_SIZE(a.kernels) != 4 || PyTuple_GET_SIZE(a.extra) > kMaxExtra) {
+        PyErr_SetString(PyExc_ValueError, "step_group: keys must have 3 entries, kernels 4 and extra at most 2");
         return nullptr;
     }
+    for (Py_ssize_t e = 0; e < PyTuple_GET_SIZE(a.extra); e++) {
+        if (!PyUnicode_Check(PyTuple_GET_ITEM(a.extra, e))) {
+            PyErr_SetString(PyExc_TypeError, "step_group: extra must be a tuple of state keys (str)");
+            return nullptr;
+        }
+    }
+    const Py_ssize_t n_extra = a.steps != 0 ? PyTuple_GET_SIZE(a.extra) : 0;
     PyObject *key_objs[3];
     int stateful = a.steps != 0;
     for (int k = 0; k < 3; k++) {
@@ -255,10 +272,10 @@ PyObject *step_group(PyObject *, PyObject *args) {
         if (PyErr_Occurred()) return nullptr;
     }
 
-    Batch *batches[16] = {nullptr};
+    Batch *batches[kSlots] = {nullptr};
     struct Cleanup {
         Batch **b;
-        ~Cleanup() { for (int i = 0; i < 16; i++) delete b[i]; }
+        ~Cleanup() { for (int i = 0; i < kSlots; i++) delete b[i]; }
     } cleanup{batches};
     const Py_ssize_t n = PyList_GET_SIZE(a.params);
     std::vector<char> to_rest(static_cast<size_t>(n), 0);
@@ -270,8 +287,8 @@ PyObject *step_group(PyObject *, PyObject *args) {
             PyObject *obj = PyList_GET_ITEM(a.params, i);
             Batch *target = nullptr;
             at::Tensor param, grad;
-            void *state_ptrs[5];
-            Span own[6];
+            void *state_ptrs[4 + kMaxExtra];
+            Span own[6 + kMaxExtra];
             int n_own = 0;
             const int slot = examine(a, obj, i, key_objs, stateful, have_wide, wide, batches, target, param, grad,
                                      state_ptrs, own, n_own);
@@ -297,7 +314,7 @@ PyObject *step_group(PyObject *, PyObject *args) {
             target->s1.push_back(state_ptrs[1]);
             target->s2.push_back(state_ptrs[2]);
             target->step.push_back(state_ptrs[3]);
-            target->extra.push_back(state_ptrs[4]);
+            for (Py_ssize_t e = 0; e < n_extra; e++) target->extra.push_back(state_ptrs[4 + e]);
             target->owners.push_back(std::move(param));
             target->grads.push_back(std::move(grad));
             target->index.push_back(i);
@@ -344,14 +361,15 @@ PyObject *step_group(PyObject *, PyObject *args) {
                 kept.s1.push_back(b->s1[t]);
                 kept.s2.push_back(b->s2[t]);
                 kept.step.push_back(b->step[t]);
-                kept.extra.push_back(b->extra[t]);
+                for (size_t e = 0; e < static_cast<size_t>(n_extra); e++)
+                    kept.extra.push_back(b->extra[t * static_cast<size_t>(n_extra) + e]);
                 kept.owners.push_back(b->owners[t]);
                 kept.grads.push_back(b->grads[t]);
                 kept.index.push_back(b->index[t]);
             }
             *b = std::move(kept);
         }
-        for (int slot = 0; slot < 16; slot++) {
+        for (int slot = 0; slot < kSlots; slot++) {
             Batch *b = batches[slot];
             if (b == nullptr || b->param.empty()) continue;
             stepped += static_cast<Py_ssize_t>(b->param.size());
@@ -359,10 +377,10 @@ PyObject *step_group(PyObject *, PyObject *args) {
             const bool has0 = key_objs[0] != Py_None, has1 = key_objs[1] != Py_None, has2 = key_objs[2] != Py_None;
             int status;
             Py_BEGIN_ALLOW_THREADS
-            status = kernels[slot / 4](static_cast<int64_t>(b->param.size()), b->numel.data(), b->param.data(),
+            status = kernels[slot / kKinds](static_cast<int64_t>(b->param.size()), b->numel.data(), b->param.data(),
                                        b->grad.data(), column(b->s0, has0), column(b->s1, has1),
                                        column(b->s2, has2), column(b->step, a.steps != 0),
-                                       column(b->extra, a.extra != Py_None), slot % 4, hp.data(), a.grad_inv_scale,
+                                       column(b->extra, n_extra > 0), slot % kKinds, hp.data(), a.grad_inv_scale,
                                        static_cast<int>(a.nthreads));
             Py_END_ALLOW_THREADS
             if (status == 1) {

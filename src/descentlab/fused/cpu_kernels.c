@@ -9,8 +9,9 @@
  *   int dl_<rule>_<f32|f64|bf16f32|f16f32>(int64_t n, const int64_t *numel,          n tensors and their sizes
  *                           void *const *param, void *const *grad,     data pointers
  *                           void *const *s0, void *const *s1, void *const *s2,   state tensors
- *                           void *const *step, void *const *extra,     0-d step counters, NAdam's Π
- *                           int step_f64, const double *hp,        bit 0: step float64, bit 1: extra float64
+ *                           void *const *step, void *const *extra,     0-d step counters; extra 0-d state:
+ *                                                     E per tensor, extra[t*E + e] (NAdam's Π; ASGD's η_t, μ_t)
+ *                           int step_f64, const double *hp,        bit 0: step float64, bit 1 + e: extra e float64
  *                           double grad_inv_scale, int nthreads);   1/GradScaler scale, 0 = none
  */
 #include <math.h>
@@ -46,6 +47,13 @@ static int64_t first_tensor(const int64_t *offsets, int64_t n, int64_t at) {
     }
     while (lo < n - 1 && offsets[lo + 1] <= at) lo++;
     return lo;
+}
+
+/* A 0-d float32 / float64 state scalar (NAdam's Π, ASGD's η_t and μ_t) read into double, and a double stored into it
+ * rounded to nearest (as Tensor.fill_). */
+static inline double dl_load_scalar(void *p, int f64) { return f64 ? *(double *)p : (double)*(float *)p; }
+static inline void dl_store_scalar(void *p, int f64, double v) {
+    if (f64) *(double *)p = v; else *(float *)p = (float)v;
 }
 
 /* bfloat16 ↔ float32: the upper half of the float's bits; rounding to nearest even as c10::BFloat16 does. */

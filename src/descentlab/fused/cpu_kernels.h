@@ -5,7 +5,9 @@
  *
  *   1. serial, per tensor: advance the step counter (a 0-d tensor, float32 or float64 as torch keeps it)
  *      and compute the step-dependent scalars (bias corrections, Adagrad's decayed rate, NAdam's μ_t and
- *      Π) in double, exactly as the Python rule computes them;
+ *      Π, ASGD's η_t and μ_t) in double, exactly as the Python rule computes them. The 0-d state beside the
+ *      step (``extra``: E entries per tensor, tensor-major, extra[t·E + e]) is float32 or float64 as bit
+ *      1 + e of step_f64 says;
  *   2. parallel, per element: the concatenation of all tensors is split into one contiguous range per
  *      thread, so 2 000 tiny tensors and one huge tensor balance alike and the whole step is one
  *      OpenMP region. The element math mirrors the reference rule's tensor ops in order, in the
@@ -511,6 +513,160 @@ KERNEL_SIGNATURE(rprop) {
             T neg_sign = g > 0 ? (T)-1 : (g < 0 ? (T)1 : (T)0);
             P[j] = STOREP(FMA(neg_sign, d, p));
             R[j] = g;
+        }
+    })
+    EPILOGUE
+}
+
+/* ---------------------------------------------------------------------------------------- ASGD */
+/* hp: lr η, λ (lambd), α, t₀, weight_decay, maximize.   State: s0 = ā (ax); extra = (η_t, μ_t) (eta, mu), 0-d
+ * tensors of torch's default dtype (bits 1 and 2 of step_f64 say float64).
+ * Per tensor, in double as the Python rule: read η_t, μ_t; then η_{t+1} = η / (1 + λ η t)^α, μ_{t+1} = 1 / max(1, t − t₀),
+ * stored in the scalars' dtype (as fill_).
+ *   w ← w (1 − λ η_t);  w ← w − η_t g;  ā ← ā + (w − ā) μ_t  (ā ← w while μ_t = 1) */
+KERNEL_SIGNATURE(asgd) {
+    (void)s1; (void)s2;
+    PROLOGUE
+    REQUIRE(n == 0 || (numel && param && grad && s0 && step && extra))
+    const double lr = hp[0], lambd = hp[1], alpha = hp[2], t0 = hp[3];
+    const T wd = (T)hp[4];
+    const int wd_on = hp[4] != 0, maximize = hp[5] != 0;
+    const int eta_f64 = (step_f64 & 2) != 0, mu_f64 = (step_f64 & 4) != 0;
+    /* per tensor: 1 − λ η_t, −η_t, μ_t, and whether μ_t ≠ 1 (averaging) */
+    T *k = (T *)malloc(sizeof(T) * 3 * (n ? n : 1));
+    unsigned char *averaging = (unsigned char *)malloc((size_t)(n ? n : 1));
+    if (!k || !averaging) { free(k); free(averaging); free(offsets); return 1; }
+    for (int64_t t = 0; t < n; t++) {
+        double s = CAT(advance, SUF)(step, step_f64, t);
+        double rate = dl_load_scalar(extra[2 * t], eta_f64), weight = dl_load_scalar(extra[2 * t + 1], mu_f64);
+        k[3 * t] = (T)(1 - lambd * rate);
+        k[3 * t + 1] = (T)(-rate);
+        k[3 * t + 2] = (T)weight;
+        averaging[t] = weight != 1;
+        dl_store_scalar(extra[2 * t], eta_f64, lr / pow(1 + lambd * lr * s, alpha));
+        double since_t0 = s - t0;
+        dl_store_scalar(extra[2 * t + 1], mu_f64, 1 / (since_t0 > 1 ? since_t0 : 1)); /* Python's max(1, x) */
+    }
+    PARALLEL
+    FOR_MY_ELEMENTS({
+        PT *restrict P = (PT *)param[t];
+        PT *restrict G = (PT *)grad[t];
+        T *restrict A = (T *)s0[t];
+        const T decay = k[3 * t], neg_rate = k[3 * t + 1], mu = k[3 * t + 2];
+        if (averaging[t]) {
+            for (int64_t j = j0; j < j1; j++) {
+                T p = LOADP(P[j]);
+                PREPARE(g, p)
+                p = FMA(g, neg_rate, p * decay);
+                P[j] = STOREP(p);
+                T a = A[j];
+                A[j] = a + (p - a) * mu;
+            }
+        } else {
+            for (int64_t j = j0; j < j1; j++) {
+                T p = LOADP(P[j]);
+                PREPARE(g, p)
+                p = FMA(g, neg_rate, p * decay);
+                P[j] = STOREP(p);
+                A[j] = p;
+            }
+        }
+    })
+    free(k);
+    free(averaging);
+    EPILOGUE
+}
+
+/* ---------------------------------------------------------------------------------------- Lion */
+/* hp: lr, β1, β2, decoupled, weight_decay, maximize.   State: s0 = m (exp_avg).
+ *   (decoupled) w ← (1 − η λ) w;  c = m β1 + (1 − β1) g;  w ← w − η sign(c)  (sign(NaN) = 0, as torch's);
+ *   m ← m β2 + (1 − β2) g */
+KERNEL_SIGNATURE(lion) {
+    (void)s1; (void)s2; (void)step; (void)extra; (void)step_f64;
+    PROLOGUE
+    REQUIRE(n == 0 || (numel && param && grad && s0))
+    const double lr = hp[0], b1 = hp[1], b2 = hp[2];
+    const T neg_lr = (T)(-lr), beta1 = (T)b1, one_minus_b1 = (T)(1 - b1), beta2 = (T)b2, one_minus_b2 = (T)(1 - b2);
+    const int decoupled = hp[3] != 0, maximize = hp[5] != 0;
+    const int wd_on = !decoupled && hp[4] != 0, decay_on = decoupled && hp[4] != 0;
+    const T wd = (T)hp[4], decay = (T)(1 - lr * hp[4]);
+    PARALLEL
+    FOR_MY_ELEMENTS({
+        PT *restrict P = (PT *)param[t];
+        PT *restrict G = (PT *)grad[t];
+        T *restrict M = (T *)s0[t];
+        for (int64_t j = j0; j < j1; j++) {
+            T p = LOADP(P[j]);
+            if (decay_on) p = p * decay;
+            PREPARE(g, p)
+            T m = M[j];
+            T c = FMA(g, one_minus_b1, m * beta1);
+            T sign = c > 0 ? (T)1 : (c < 0 ? (T)-1 : (T)0);
+            P[j] = STOREP(FMA(sign, neg_lr, p));
+            M[j] = FMA(g, one_minus_b2, m * beta2);
+        }
+    })
+    EPILOGUE
+}
+
+/* ----------------------------------------------------------------------------- schedule-free SGD */
+/* hp: lr η, β (momentum), c (ckp1), weight_decay, maximize — η and c are the group's scalars of this step,
+ * computed in Python by the optimizer's plan().   State: s0 = z.   The parameter holds y (train mode):
+ *   y ← lerp(y, z, c);  y ← y + η (β (1 − c) − 1) g;  z ← z − η g */
+KERNEL_SIGNATURE(schedulefree_sgd) {
+    (void)s1; (void)s2; (void)step; (void)extra; (void)step_f64;
+    PROLOGUE
+    REQUIRE(n == 0 || (numel && param && grad && s0))
+    const double lr = hp[0], beta = hp[1], ckp1 = hp[2];
+    const T c = (T)ckp1, k_y = (T)(lr * (beta * (1 - ckp1) - 1)), neg_lr = (T)(-lr), wd = (T)hp[3];
+    const int wd_on = hp[3] != 0, maximize = hp[4] != 0;
+    PARALLEL
+    FOR_MY_ELEMENTS({
+        PT *restrict P = (PT *)param[t];
+        PT *restrict G = (PT *)grad[t];
+        T *restrict Z = (T *)s0[t];
+        for (int64_t j = j0; j < j1; j++) {
+            T y = LOADP(P[j]);
+            PREPARE(g, y)
+            T z = Z[j];
+            y = LERP(y, z, c);
+            P[j] = STOREP(FMA(g, k_y, y));
+            Z[j] = FMA(g, neg_lr, z);
+        }
+    })
+    EPILOGUE
+}
+
+/* --------------------------------------------------------------------------- schedule-free AdamW */
+/* hp: lr η, β1, β2, eps, decay λ, c (ckp1), 1 − β2^{k+1} (bias_correction2), maximize — the group's scalars of this
+ * step from the optimizer's plan().   State: s0 = z, s1 = v (exp_avg_sq).   The parameter holds y:
+ *   v ← β2 v + (1 − β2) g²;  d = g / (√(v / c2) + ε) + λ y;
+ *   y ← lerp(y, z, c);  y ← y + η (β1 (1 − c) − 1) d;  z ← z − η d */
+KERNEL_SIGNATURE(schedulefree_adamw) {
+    (void)s2; (void)step; (void)extra; (void)step_f64;
+    PROLOGUE
+    REQUIRE(n == 0 || (numel && param && grad && s0 && s1))
+    const double lr = hp[0], beta1 = hp[1], b2 = hp[2], ckp1 = hp[5];
+    const T beta2 = (T)b2, one_minus_b2 = (T)(1 - b2), eps = (T)hp[3], lambda = (T)hp[4], c2 = (T)hp[6];
+    const T c = (T)ckp1, k_y = (T)(lr * (beta1 * (1 - ckp1) - 1)), neg_lr = (T)(-lr);
+    const int decay_on = hp[4] != 0, maximize = hp[7] != 0, wd_on = 0;
+    const T wd = (T)0;
+    PARALLEL
+    FOR_MY_ELEMENTS({
+        PT *restrict P = (PT *)param[t];
+        PT *restrict G = (PT *)grad[t];
+        T *restrict Z = (T *)s0[t];
+        T *restrict V = (T *)s1[t];
+        for (int64_t j = j0; j < j1; j++) {
+            T y = LOADP(P[j]);
+            PREPARE(g, y)
+            T v = FMA(one_minus_b2 * g, g, V[j] * beta2); V[j] = v;
+            T d = g / (SQRT(v / c2) + eps);
+            if (decay_on) d = FMA(y, lambda, d);
+            T z = Z[j];
+            y = LERP(y, z, c);
+            P[j] = STOREP(FMA(d, k_y, y));
+            Z[j] = FMA(d, neg_lr, z);
         }
     })
     EPILOGUE

@@ -129,12 +129,13 @@ def _check(plan: KernelCall, param: Tensor, state: dict[str, Any] | None, group:
             return None
         tensors.append(step)
         step_kind = STEP_DTYPES[step.dtype]
-        if plan.extra:
-            extra: Any = state.get(plan.extra)
+        for index, key in enumerate(plan.extra):
+            extra: Any = state.get(key)
             if not _step_counter(extra):
                 return None
             tensors.append(extra)
-            step_kind |= 2 * STEP_DTYPES[extra.dtype]  # torch's loader makes NAdam's Π float64 beside a float32 step
+            # torch's loader makes NAdam's Π float64 beside a float32 step; ASGD's η, μ follow the default dtype
+            step_kind |= (2 << index) * STEP_DTYPES[extra.dtype]
     if len({t.data_ptr() for t in tensors} | {param.data_ptr()}) != len(tensors) + 1:
         return None  # two of them share memory
     if any(t.is_neg() or t._is_zerotensor() for t in (param, *tensors)):
@@ -157,8 +158,7 @@ def _state_keys(plan: KernelCall) -> tuple[str, ...]:
     keys = [key for key in plan.state_keys if key is not None]
     if plan.steps:
         keys.append("step")
-        if plan.extra:
-            keys.append(plan.extra)
+        keys.extend(plan.extra)
     return tuple(keys)
 
 
@@ -370,9 +370,14 @@ def fused_cpu_step(optimizer: Any, group: dict[str, Any], step_plan: StepPlan,
         if count == 0:
             continue
         keep: list[array] = []
-        columns = iter([_array(column, keep) for column in zip(*[c.pointers for c in checks])] if keys else [])
+        # one column per state tensor and the step counter; the extra 0-d entries in one tensor-major array
+        # (extra[t·E + e])
+        extras = len(plan.extra) if plan.steps else 0
+        width = len(keys) - extras
+        columns = iter([_array(column, keep) for column in zip(*[c.pointers[:width] for c in checks])] if width else [])
         state_arrays = [next(columns) if key is not None else None for key in plan.state_keys]  # s0, s1, s2 slots
-        counter_arrays = [next(columns) if plan.steps else None, next(columns) if plan.extra else None]
+        counter_arrays = [next(columns) if plan.steps else None,
+                          _array([a for c in checks for a in c.pointers[width:]], keep) if extras else None]
         status = fn(count, _array([c.numel for c in checks], keep), _array(batch.param, keep), _array(batch.grad, keep),
                     *state_arrays, *counter_arrays, step_kind, hp, grad_inv_scale, threads)
         if status == 1:
