@@ -5,12 +5,14 @@ differentiated exactly, and the landscapes' hand-written gradients are autograd'
 from __future__ import annotations
 
 import json
+import os
 import math
 import signal
 import socket
 import subprocess
 import sys
 import threading
+from pathlib import Path
 import time
 from urllib.error import HTTPError
 from urllib.request import Request, urlopen
@@ -236,8 +238,11 @@ def test_loopback_by_default(server):
 
 
 def test_the_cli_serves_the_page_and_stops_on_ctrl_c():
-    proc = subprocess.Popen([sys.executable, "-m", "descentlab", "lab", "--port", "0", "--no-browser"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    """Ctrl-C in a terminal signals the whole process group: the server and its worker process (one here:
+    ``--workers 1``) stop cleanly, with no traceback."""
+    proc = subprocess.Popen([sys.executable, "-m", "descentlab", "lab", "--port", "0", "--no-browser",
+                             "--workers", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
     try:
         line = proc.stdout.readline()
         assert line.startswith("descentlab lab: serving http://127.0.0.1:"), line + proc.stderr.read()
@@ -248,9 +253,14 @@ def test_the_cli_serves_the_page_and_stops_on_ctrl_c():
         assert '<script src="/static/app.js"' in page and "http" not in page.replace("http-equiv", "")  # no CDN
         with urlopen(url + "static/app.js", timeout=60) as res:
             assert "https://" not in res.read().decode()
-        proc.send_signal(signal.SIGINT)
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+        workers = [int(p) for p in children.read_text().split()] if children.exists() else []
+        assert len(workers) >= 1 or not children.exists()
+        os.killpg(proc.pid, signal.SIGINT)
         out, err = proc.communicate(timeout=60)
-        assert proc.returncode == 0 and "stopped" in out, err
+        assert proc.returncode == 0 and "stopped" in out and "Traceback" not in err, err
+        for pid in workers:  # the worker is gone too (it exits when the server closes its pipe)
+            assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
     finally:
         if proc.poll() is None:
             proc.kill()

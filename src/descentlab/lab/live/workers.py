@@ -36,7 +36,12 @@ def default_count() -> int:
 
 
 def _worker_main(conn: Any) -> None:
-    """A worker's loop: ``(landscape, [task, …])`` in, ``("ok", [run bytes, …])`` or ``("error", text)`` out."""
+    """A worker's loop: ``(landscape, [task, …])`` in, ``("ok", [run bytes, …])`` or ``("error", text)`` out.
+    Ctrl-C in the terminal reaches the whole process group: a worker leaves stopping to the server (which closes
+    its pipe, or terminates it), so the learner sees one clean stop, not a traceback per worker."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     import torch
 
     torch.set_num_threads(1)
