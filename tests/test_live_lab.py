@@ -237,6 +237,13 @@ def test_loopback_by_default(server):
     assert (args.host, args.no_browser) == ("127.0.0.1", False)
 
 
+def _gone(pid: int) -> bool:
+    try:
+        return "zombie" in Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+
+
 def test_the_cli_serves_the_page_and_stops_on_ctrl_c():
     """Ctrl-C in a terminal signals the whole process group: the server and its worker process (one here:
     ``--workers 1``) stop cleanly, with no traceback."""
@@ -259,8 +266,11 @@ def test_the_cli_serves_the_page_and_stops_on_ctrl_c():
         os.killpg(proc.pid, signal.SIGINT)
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == 0 and "stopped" in out and "Traceback" not in err, err
+        deadline = time.monotonic() + 60
         for pid in workers:  # the worker is gone too (it exits when the server closes its pipe)
-            assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+            while not _gone(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert _gone(pid), f"process {pid} still runs after the server stopped"
     finally:
         if proc.poll() is None:
             proc.kill()
