@@ -42,6 +42,7 @@ class Adadelta(RuleOptimizer):
         True
     """
 
+    supports_capturable = True  # capturable=True as torch.optim.Adadelta takes it (see RuleOptimizer)
     extra_options = ("eps_placement", "decoupled_weight_decay")
 
     def __init__(

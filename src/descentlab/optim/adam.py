@@ -57,6 +57,7 @@ class Adam(RuleOptimizer):
         [0.9, -0.9]
     """
 
+    supports_capturable = True  # capturable=True as torch.optim.Adam takes it (see RuleOptimizer)
     extra_options = ("eps_placement", "bias_correction", "efficient_form", "amsgrad_max")
 
     def __init__(

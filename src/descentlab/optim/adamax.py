@@ -46,6 +46,7 @@ class Adamax(RuleOptimizer):
         [0.9, -0.9]
     """
 
+    supports_capturable = True  # capturable=True as torch.optim.Adamax takes it (see RuleOptimizer)
     extra_options = ("eps_placement", "decoupled_weight_decay")
 
     def __init__(

@@ -44,6 +44,8 @@ class ASGD(RuleOptimizer):
         [0.8, -0.8]
     """
 
+    supports_capturable = True  # capturable=True as torch.optim.ASGD takes it (see RuleOptimizer)
+
     #: ``η_t = η / (1 + λ η t)^α`` is not linear in ``η``: the lab's races step each rate separately.
     step_is_linear_in_lr = False
 

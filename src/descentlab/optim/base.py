@@ -18,7 +18,7 @@ from torch import Tensor
 
 from descentlab.optim.reference import step_reference
 from descentlab.optim.state_dict import COMMON_OPTIONS, STATE_FORMAT, StateDictOptimizer
-from descentlab.optim.validation import check_choice, check_fused_params
+from descentlab.optim.validation import check_capturable, check_choice, check_fused_params
 from descentlab.rules.plan import StepPlan
 
 _FUSED: Any = None
@@ -37,10 +37,13 @@ def _fused_package() -> Any:
 
 #: Execution paths (docs/speed.md): ``"reference"`` runs the rule tensor by tensor; ``"foreach"`` runs it once
 #: per device and dtype over all the group's tensors (``torch._foreach_*`` ops); ``"fused"`` steps CPU tensors
-#: with C kernels and large tensors elsewhere with a compiled one-pass kernel; ``"auto"`` (the default) takes
-#: the C kernels on the CPU and, elsewhere, the multi-tensor path — the compiled kernels for large tensors once
-#: their compile cost is repaid. What a path cannot take goes to the reference loop.
-IMPLS: tuple[str, ...] = ("auto", "reference", "fused", "foreach")
+#: with C kernels and large tensors elsewhere with a compiled one-pass kernel; ``"torch_fused"`` hands every tensor
+#: whose group's convention is exactly torch's (Adam / AdamW / SGD / Adagrad, see ``fused.torch_fused``) to torch's
+#: own fused kernels on any device, the CPU included, and the rest to the multi-tensor path; ``"auto"`` (the
+#: default) takes the C kernels on the CPU and, elsewhere, torch's fused kernels where the convention is torch's,
+#: else the multi-tensor path — the compiled kernels for large tensors once their compile cost is repaid. What a
+#: path cannot take goes to the reference loop; a ``capturable=True`` group always takes the reference loop.
+IMPLS: tuple[str, ...] = ("auto", "reference", "fused", "foreach", "torch_fused")
 #: What a step does with a non-finite (inf / NaN) gradient: ``"ignore"`` (PyTorch's behaviour, the
 #: default: the step is taken and NaN propagates), ``"skip"`` (no parameter or state of any group
 #: changes; ``skipped_steps`` counts them) or ``"raise"`` (``FloatingPointError`` naming the tensor).
@@ -94,6 +97,12 @@ class RuleOptimizer(StateDictOptimizer):
     #: take them, as torch's do);
     #: the C, compiled and multi-tensor paths take only dense (strided) gradients, so sparse ones always reach it.
     accepts_sparse_gradients: bool = False
+    #: ``capturable=True`` is taken by the classes whose torch twin takes it (Adam, AdamW, NAdam, RAdam, Adamax,
+    #: ASGD, RMSprop, Rprop, Adadelta) and refused by the others. Such a group keeps ``step`` and every 0-d state on
+    #: the parameter's device and steps on the reference loop with tensor-valued scalars
+    #: (``rules.common.tensor_scalars``): no ``.item()``, no host synchronisation, so the step can be captured in
+    #: a CUDA graph. Like torch, it refuses CPU parameters (outside ``torch.compile``).
+    supports_capturable: bool = False
 
     def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
         defaults = {"impl": "auto", "nonfinite": "ignore", "state_dtype": None, **defaults}
@@ -133,13 +142,19 @@ class RuleOptimizer(StateDictOptimizer):
                 group.setdefault(key, self.defaults[key])
             for key, value in self.defaults.items():
                 group.setdefault(key, value)
+            on_device = bool(group.get("capturable"))  # torch's capturable layout: the step on the parameter's device
             for param in group["params"]:
                 entry = self.state.get(param)
                 if entry and "step" in entry and not torch.is_tensor(entry["step"]):
-                    entry["step"] = torch.tensor(float(entry["step"]), dtype=scalar_dtype())
+                    entry["step"] = torch.tensor(float(entry["step"]), dtype=scalar_dtype(),
+                                                 device=param.device if on_device else None)
 
     def _validate_group(self, group: dict[str, Any]) -> None:
         check_choice("impl", group["impl"], IMPLS)
+        if group.get("capturable") and not self.supports_capturable:
+            raise ValueError(f"capturable=True is not supported by {type(self).__name__} (torch.optim's twin does not "
+                             "take it either); the classes that take it: Adam, AdamW, NAdam, RAdam, Adamax, ASGD, "
+                             "RMSprop, Rprop, Adadelta")
         check_choice("nonfinite", group["nonfinite"], NONFINITE_POLICIES)
         if group.get("state_dtype") not in STATE_DTYPES:
             raise ValueError(f"state_dtype must be one of None, torch.float32, torch.float64, got "
@@ -240,20 +255,35 @@ class RuleOptimizer(StateDictOptimizer):
         return _fused_package().dispatch
 
     def _step_group(self, group: dict[str, Any], grad_inv_scale: float = 0.0) -> None:
-        """The group's plan on the fastest path each tensor allows: the C kernels (CPU, ``auto`` / ``fused``), the
+        """The group's plan on the fastest path each tensor allows: the C kernels (CPU, ``auto`` / ``fused``), torch's
+        fused kernels (``torch_fused``; ``auto`` off the CPU, where the group's convention is exactly torch's), the
         multi-tensor path (``foreach``; ``auto`` off the CPU, and on the CPU for float32/float64 tensors when the
         plan's rule has no C kernel), the compiled kernels (large tensors off the CPU), and the reference loop for
         the rest. While ``torch.compile`` traces the step, every tensor takes the reference
-        loop, whose tensor ops (with tensor-valued scalars, see ``rules.common.host_value``) Inductor fuses."""
+        loop, whose tensor ops (with tensor-valued scalars, see ``rules.common.host_value``) Inductor fuses; so does a
+        ``capturable=True`` group, with its scalars kept as tensors on the parameter's device."""
         plan = self.plan(group)
         params = group["params"]
         impl = group["impl"]
-        if impl != "reference" and not torch.compiler.is_compiling() and not group.get("differentiable"):
+        capturable = bool(group.get("capturable"))
+        if capturable and not torch.compiler.is_compiling():
+            index = next(i for i, g in enumerate(self.param_groups) if g is group)
+            check_capturable(type(self).__name__, index, group, self.state)
+        if (impl != "reference" and not capturable and not torch.compiler.is_compiling()
+                and not group.get("differentiable")):
             fused = _fused_package()
             if impl in ("auto", "fused"):
                 params = fused.fused_cpu_step(self, group, plan, grad_inv_scale)  # one C call per dtype
+            if impl == "torch_fused" or (impl == "auto" and any(not p.is_cpu for p in params)):
+                params = fused.torch_fused_step(self.state, group, plan, params,
+                                                lambda p, state: self._init_state(p, group, state),
+                                                self._grad_scale_tensor(),
+                                                keep=None if impl == "torch_fused" else lambda p: p.is_cpu)
             if impl == "foreach":
                 params = fused.foreach_step(self.state, group, plan, params, grad_inv_scale)
+            elif impl == "torch_fused" and params:  # what torch's kernels cannot take: as the default path would
+                params = fused.foreach_step(self.state, group, plan, params, grad_inv_scale,
+                                            keep=lambda p: p.is_cpu and p.dtype not in _FOREACH_CPU_DTYPES)
             elif impl == "auto" and params and fused.kernel_call(plan) is None:  # no C kernel for this rule
                 params = fused.foreach_step(self.state, group, plan, params, grad_inv_scale,
                                             keep=lambda p: (p.is_cpu and p.dtype not in _FOREACH_CPU_DTYPES)
@@ -262,3 +292,8 @@ class RuleOptimizer(StateDictOptimizer):
                 params = fused.foreach_step(self.state, group, plan, params, grad_inv_scale,
                                             keep=lambda p: p.is_cpu or fused.dispatch.takes(plan, p, self.state, group))
         step_reference(self, plan, group, params, grad_inv_scale)
+
+    def _grad_scale_tensor(self) -> Tensor | None:
+        """``GradScaler``'s scale as the tensor torch's fused kernels take (they divide each gradient by it)."""
+        scale = getattr(self, "grad_scale", None)
+        return None if scale is None else torch.as_tensor(scale, dtype=torch.float32)

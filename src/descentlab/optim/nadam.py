@@ -48,6 +48,7 @@ class NAdam(RuleOptimizer):
         True
     """
 
+    supports_capturable = True  # capturable=True as torch.optim.NAdam takes it (see RuleOptimizer)
     extra_options = ("eps_placement", "mu_product_dtype")
 
     def __init__(

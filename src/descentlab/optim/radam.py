@@ -41,6 +41,7 @@ class RAdam(RuleOptimizer):
         [0.8, -0.8]
     """
 
+    supports_capturable = True  # capturable=True as torch.optim.RAdam takes it (see RuleOptimizer)
     def __init__(
         self,
         params: Any,

@@ -6,6 +6,10 @@ state that follows a moved parameter, the wider ``state_dtype`` working copy, co
 pairs of reals, GradScaler's unscaling and the sparse-gradient refusal (unless the optimizer class sets
 ``accepts_sparse_gradients = True``: SparseAdam's, SGD's and Adagrad's rules take them; with coupled weight decay
 they are refused, as torch refuses them).
+
+A ``capturable=True`` group runs here with tensor-valued step scalars (``rules.common.tensor_scalars``): its
+``step`` and other 0-d state (NAdam's ``mu_product``, ASGD's ``eta`` / ``mu``) live on the parameter's device, as
+torch keeps them, and nothing is read back to the host.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 import torch
 from torch import Tensor
 
-from descentlab.rules.common import decay_weights, host_value, prepare_gradient
+from descentlab.rules.common import decay_weights, host_value, prepare_gradient, tensor_scalars
 from descentlab.rules.plan import StepPlan, rule_accepts
 
 if TYPE_CHECKING:
@@ -57,6 +61,20 @@ def step_reference(optimizer: RuleOptimizer, plan: StepPlan, group: dict[str, An
                    grad_inv_scale: float = 0.0) -> None:
     """Step ``params`` (of ``group``) one by one with the reference rule. ``grad_inv_scale`` ≠ 0: each gradient
     is first unscaled in place (``g ← g · 1/s``, as ``GradScaler.unscale_``)."""
+    capturable = bool(group.get("capturable"))
+    with tensor_scalars(capturable):
+        _step_each(optimizer, plan, group, params, grad_inv_scale, capturable)
+
+
+def _on_device(state: dict[str, Any], device: torch.device) -> None:
+    """A capturable group's 0-d state (``step``, ``mu_product``, ``eta``, …) moved to the parameter's device."""
+    for key, value in state.items():
+        if isinstance(value, Tensor) and value.dim() == 0 and value.device != device:
+            state[key] = value.to(device)
+
+
+def _step_each(optimizer: RuleOptimizer, plan: StepPlan, group: dict[str, Any], params: Iterable[Tensor],
+               grad_inv_scale: float, capturable: bool) -> None:
     name = type(optimizer).__name__
     for param in params:
         grad = param.grad
@@ -80,6 +98,8 @@ def step_reference(optimizer: RuleOptimizer, plan: StepPlan, group: dict[str, An
             grad = grad.to(work.dtype)
         if first_step:
             optimizer._init_state(work, group, state)
+            if capturable:
+                _on_device(state, work.device)
         else:
             optimizer._follow_param(work, state)
         missing = [key for key in plan.state if key not in state or state[key] is None]

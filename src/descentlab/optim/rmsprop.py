@@ -52,6 +52,7 @@ class RMSprop(RuleOptimizer):
         [0.768377, 1.231623, 0.468377]
     """
 
+    supports_capturable = True  # capturable=True as torch.optim.RMSprop takes it (see RuleOptimizer)
     extra_options = ("eps_placement", "lr_in_buffer", "nesterov", "initial_scale", "decoupled_weight_decay")
 
     def __init__(

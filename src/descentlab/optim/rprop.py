@@ -64,6 +64,7 @@ class Rprop(RuleOptimizer):
         [0.9, -0.9]
     """
 
+    supports_capturable = True  # capturable=True as torch.optim.Rprop takes it (see RuleOptimizer)
     extra_options = ("weight_decay",)
     #: The rate is only Δ's start and Δ is clipped to ``step_sizes``: a step is not linear in ``lr`` (the lab's races
     #: step each rate separately).

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from descentlab.optim.base import RuleOptimizer
-from descentlab.optim.validation import check_bool, check_choice, check_range, check_unsupported_flag, worded
+from descentlab.optim.validation import check_bool, check_choice, check_range, worded
 from descentlab.rules.plan import StepPlan
 from descentlab.rules.momentum_lr_inside import heavy_ball_lr_inside
 from descentlab.rules.sgd import ema_momentum, heavy_ball, sgd
@@ -19,7 +19,8 @@ MOMENTUM_FORMS = ("sum", "ema")
 def check_torch_flags(group: dict[str, Any]) -> None:
     """``foreach`` / ``fused`` are accepted as hints (descentlab picks its own path), validated as torch validates
     them; ``differentiable=True`` makes the step take part in autograd (the reference loop, grad mode on);
-    ``capturable`` cannot be honoured yet and is refused."""
+    ``capturable`` must be a bool (the classes that take it, as torch's do, set ``supports_capturable``; the base
+    class refuses it for the others)."""
     for flag in ("foreach", "fused"):
         if flag in group and group[flag] is not None:
             check_bool(flag, group[flag])
@@ -28,8 +29,7 @@ def check_torch_flags(group: dict[str, Any]) -> None:
     if group.get("fused") and group.get("differentiable"):
         raise RuntimeError("`fused` does not support `differentiable`")
     check_bool("differentiable", group.get("differentiable", False))
-    check_unsupported_flag("capturable", group.get("capturable", False),
-                           "CUDA-graph capture is not available yet")
+    check_bool("capturable", group.get("capturable", False))
 
 
 class SGD(RuleOptimizer):

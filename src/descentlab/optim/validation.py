@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator
 
 import torch
 
@@ -144,6 +145,61 @@ def check_fused_params(optimizer_name: str, groups: Iterable[dict[str, Any]]) ->
                     f"{devices} but {param.dtype} and {param.device.type} ({optimizer_name}: param group {index}, "
                     f"parameter {position}, shape {tuple(param.shape)}; build it with fused=None to let descentlab "
                     f"pick the path)")
+
+
+#: Device types a ``capturable=True`` step may run on besides torch's own (``_get_capturable_supported_devices``).
+#: Private, for tests only: torch refuses CPU parameters with ``capturable=True``, and so does descentlab; the CPU
+#: tests of the capturable step add ``"cpu"`` here for their duration with :func:`allow_capturable_on`.
+_EXTRA_CAPTURABLE_DEVICES: set[str] = set()
+
+
+@contextmanager
+def allow_capturable_on(device_type: str) -> Iterator[None]:
+    """Private test hook: within the block ``capturable=True`` also steps parameters on ``device_type`` (``"cpu"``),
+    which torch (and descentlab outside this block) refuses."""
+    added = device_type not in _EXTRA_CAPTURABLE_DEVICES
+    _EXTRA_CAPTURABLE_DEVICES.add(device_type)
+    try:
+        yield
+    finally:
+        if added:
+            _EXTRA_CAPTURABLE_DEVICES.discard(device_type)
+
+
+#: torch.optim's words for its capturable device check, per class, where they differ from the default: what must be
+#: on the device, and whether XLA is in its list (torch's Adadelta leaves it out).
+_CAPTURABLE_WORDS: dict[str, tuple[str, bool]] = {"NAdam": ("params, mu_products and state_steps", True),
+                                                  "ASGD": ("params, mus, etas, and state_steps", True),
+                                                  "Adadelta": ("params and state_steps", False)}
+
+
+def capturable_devices(xla: bool = True) -> list[str]:
+    """The device types ``capturable=True`` steps on: torch's list (CUDA, XPU, HPU, the private-use backend, XLA)."""
+    from torch.optim.optimizer import _get_capturable_supported_devices
+
+    return list(_get_capturable_supported_devices(supports_xla=xla)) + sorted(_EXTRA_CAPTURABLE_DEVICES)
+
+
+def check_capturable(optimizer_name: str, index: int, group: dict[str, Any], state_of: Any) -> None:
+    """torch.optim's check at a ``capturable=True`` step (outside ``torch.compile``): every parameter with a gradient,
+    and its ``step``, on a device that can capture the step (not the CPU). An ``AssertionError`` in torch's words
+    (``pytest.raises`` written against torch match), naming the tensor; nothing has changed when it is raised."""
+    words, xla = _CAPTURABLE_WORDS.get(optimizer_name, ("params and state_steps", True))
+    devices: list[str] | None = None
+    for position, param in enumerate(group["params"]):
+        if param.grad is None:
+            continue
+        devices = devices if devices is not None else capturable_devices(xla)
+        state = state_of.get(param)
+        step = state.get("step") if state else None
+        on = param.device.type
+        if on not in devices or (isinstance(step, torch.Tensor) and step.device.type != on):
+            where = f"its step on {step.device.type}" if on in devices and step is not None else f"it is on {on}"
+            raise AssertionError(
+                f"If capturable=True, {words} must be on supported devices: {devices}. "
+                f"({optimizer_name}: param group {index}, parameter {position}, shape {tuple(param.shape)}: {where}; "
+                f"capturable=True keeps the step and its scalars on the parameter's device for CUDA graphs — "
+                f"use capturable=False for parameters on the CPU)")
 
 
 def check_unsupported_flag(name: str, value: Any, reason: str) -> None:

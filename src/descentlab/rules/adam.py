@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from descentlab.rules.common import EpsPlacement, maximum_
+from descentlab.rules.common import EpsPlacement, addcdiv_, maximum_
 from descentlab.rules.common import bias_correction as _bias_correction
 
 import torch
@@ -45,7 +45,7 @@ def _apply(
         denom = (second.sqrt() / c2**0.5).add_(eps)
     else:
         denom = (second / c2).add_(eps).sqrt_()
-    param.addcdiv_(exp_avg, denom, value=-(lr / c1))
+    addcdiv_(param, exp_avg, denom, -(lr / c1))
 
 
 def adam(

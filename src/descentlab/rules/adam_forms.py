@@ -27,7 +27,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from descentlab.rules.adam import _update_moments
-from descentlab.rules.common import EpsPlacement, maximum_, root_with_eps
+from descentlab.rules.common import EpsPlacement, addcdiv_, maximum_, root_with_eps
 from descentlab.rules.common import bias_correction as _bias_correction
 
 
@@ -35,7 +35,7 @@ def _efficient_apply(param: Tensor, exp_avg: Tensor, second: Tensor, *, step: fl
                      beta2: float, eps: float, bias_correction: bool) -> None:
     c1 = _bias_correction(beta1, step) if bias_correction else 1.0
     c2 = _bias_correction(beta2, step) if bias_correction else 1.0
-    param.addcdiv_(exp_avg, root_with_eps(second, eps, "outside"), value=-(lr * c2**0.5 / c1))
+    addcdiv_(param, exp_avg, root_with_eps(second, eps, "outside"), -(lr * c2**0.5 / c1))
 
 
 def adam_efficient(
@@ -99,4 +99,4 @@ def amsgrad_corrected(
     c2 = _bias_correction(beta2, step) if bias_correction else 1.0
     maximum_(max_corrected_exp_avg_sq, exp_avg_sq.div(c2))
     denom = root_with_eps(max_corrected_exp_avg_sq, eps, eps_placement)
-    param.addcdiv_(exp_avg, denom, value=-(lr / c1))
+    addcdiv_(param, exp_avg, denom, -(lr / c1))

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from descentlab.rules.common import bias_correction as _bias_correction
-from descentlab.rules.common import maximum_
+from descentlab.rules.common import addcdiv_, maximum_
 
 
 def adamax(
@@ -34,4 +34,4 @@ def adamax(
     """One Adamax step."""
     exp_avg.lerp_(grad, 1 - beta1)
     maximum_(exp_inf.mul_(beta2), grad.abs().add_(eps))
-    param.addcdiv_(exp_avg, exp_inf, value=-(lr / _bias_correction(beta1, step)))
+    addcdiv_(param, exp_avg, exp_inf, -(lr / _bias_correction(beta1, step)))

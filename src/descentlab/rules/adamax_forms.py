@@ -15,7 +15,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from descentlab.rules.common import bias_correction as _bias_correction
-from descentlab.rules.common import maximum_
+from descentlab.rules.common import addcdiv_, maximum_
 
 
 def adamax_eps_outside(
@@ -33,4 +33,4 @@ def adamax_eps_outside(
     """One Adamax step with ``u ← max(β₂ u, |g|)`` and ``D = u + ε``."""
     exp_avg.lerp_(grad, 1 - beta1)
     maximum_(exp_inf.mul_(beta2), grad.abs())
-    param.addcdiv_(exp_avg, exp_inf.add(eps), value=-(lr / _bias_correction(beta1, step)))
+    addcdiv_(param, exp_avg, exp_inf.add(eps), -(lr / _bias_correction(beta1, step)))

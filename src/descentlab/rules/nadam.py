@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from descentlab.rules.common import EpsPlacement, host_value, root_with_eps
+from descentlab.rules.common import EpsPlacement, addcdiv_, host_value, root_with_eps
 from descentlab.rules.common import bias_correction as _bias_correction
 
 
@@ -46,5 +46,5 @@ def nadam(
     exp_avg.lerp_(grad, 1 - beta1)
     exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
     denom = root_with_eps(exp_avg_sq.div(c2), eps, eps_placement)
-    param.addcdiv_(grad, denom, value=-lr * (1.0 - mu) / (1.0 - product))
-    param.addcdiv_(exp_avg, denom, value=(-lr * mu_next) / (1.0 - product * mu_next))
+    addcdiv_(param, grad, denom, -lr * (1.0 - mu) / (1.0 - product))
+    addcdiv_(param, exp_avg, denom, (-lr * mu_next) / (1.0 - product * mu_next))
