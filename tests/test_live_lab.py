@@ -134,7 +134,12 @@ def test_lesson_presets_run(server):
             status, answer = post(server, "/api/race", lesson["request"])
             assert status == 200, (lesson["id"], answer)
             assert len(answer["runs"]) == len(lesson["request"]["optimizers"])
-    # the momentum lesson's claim, live: GD's y flips sign at > 90 % of steps at η = 0.45, momentum's < 20 %
+    # the momentum lesson's claim, live: GD's y flips sign at > 90 % of steps at η = 0.45, momentum's < 20 %;
+    # the page opens on this lesson (meta's opening_lesson), under the ravine's caption, which says just that
+    with urlopen(server.url + "api/meta", timeout=60) as res:
+        assert json.loads(res.read())["opening_lesson"] == "momentum" == momentum["id"]
+    assert momentum["request"]["landscape"] == "ravine"
+    assert "zig-zag" in LANDSCAPES["ravine"].lesson and "momentum" in LANDSCAPES["ravine"].lesson
     _, answer = post(server, "/api/race", momentum["request"])
     flips = [np.mean(np.diff(np.sign(np.array(r["path"])[5:60, 1])) != 0) for r in answer["runs"]]
     assert flips[0] > 0.9 and flips[1] < 0.2

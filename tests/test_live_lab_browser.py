@@ -18,6 +18,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from urllib.request import urlopen
 
+import numpy as np
 import pytest
 
 from conftest import CHROMIUM_FLAGS
@@ -156,7 +157,8 @@ def page(chromium, lab_server):
             tab = Page(WebSocket(target["webSocketDebuggerUrl"]))
             for domain in ("Runtime", "Log", "Page"):
                 tab.call(f"{domain}.enable")
-            tab.call("Page.navigate", url=lab_server.url)
+            tab.url = lab_server.url
+            tab.call("Page.navigate", url=lab_server.url + "?lesson=none")  # the default optimizers, as registered
             yield tab
         finally:
             proc.terminate()
@@ -234,4 +236,26 @@ def test_a_typed_formula_races(page):
     assert all(last < first and not diverged for _, first, last, diverged in ends)  # every one descends f
     assert all(last < 1e-6 for name, _, last, _ in ends if name in ("sgd", "momentum", "nesterov"))
     assert page.js("document.getElementById('formula-text').textContent").startswith("f = (x - 1)^2")
+    assert page.errors == []
+
+
+def test_the_page_opens_on_the_lesson_its_caption_states(page):
+    """Opened plainly, the page shows the ravine's caption ("plain GD zig-zags across the valley; momentum smooths
+    it") as a picture that says so: the book's momentum lesson, whose numbers the assertion reads off the page."""
+    page.call("Page.navigate", url=page.url)
+    page.wait("window.descentlabLab?.answer && window.descentlabLab.answer.runs.length === 2 && "
+              "!window.descentlabLab.inflight")
+    assert page.js("document.getElementById('lesson').value") == "momentum"
+    assert page.js("document.getElementById('formula-text').textContent").endswith(
+        "plain GD zig-zags across the valley; momentum smooths it")
+    assert not page.js("document.getElementById('lead').hidden")
+    runs = page.js("window.descentlabLab.answer.runs.map(r => [r.name, r.path.slice(5, 60).map(p => p[1])])")
+    flips = {name: float(np.mean(np.diff(np.sign(ys)) != 0)) for name, ys in runs}
+    assert flips["sgd"] > 0.9 and flips["momentum"] < 0.2, flips  # GD's y flips sign at nearly every step
+    assert page.js("document.querySelectorAll('.run-path').length") == 2
+    # an unknown lesson in the address is named, with the allowed ones, and the default optimizers race
+    page.call("Page.navigate", url=page.url + "?lesson=momentun")
+    page.wait("document.getElementById('lead')?.textContent.includes('unknown lesson')")
+    assert "allowed: none, bias-correction, momentum" in page.js("document.getElementById('lead').textContent")
+    page.wait("window.descentlabLab?.answer && window.descentlabLab.answer.runs.length === 7")
     assert page.errors == []

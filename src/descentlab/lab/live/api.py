@@ -44,6 +44,9 @@ REQUEST_KEYS = ("landscape", "start", "steps", "optimizers", "noise", "seed", "k
 OPTIMIZER_KEYS = ("name", "options", "schedule", "label")
 
 CACHE = RunCache()
+#: the lesson the page opens on: the ravine race whose picture the ravine's caption describes (GD zig-zags across
+#: the valley at η = 0.45, momentum smooths it; tests/test_live_lab.py asserts it on the numbers)
+OPENING_LESSON = "momentum"
 
 
 class ApiError(ValueError):
@@ -300,5 +303,5 @@ def meta() -> dict[str, Any]:
 
     return {"optimizers": C.catalog(), "schedules": C.schedule_specs(), "landscapes": landscapes(),
             "unavailable": [{"name": n, "reason": C.unavailable(n)} for n in REGISTRY if C.unavailable(n)],
-            "default_optimizers": list(DEFAULT_OPTIMIZERS),
+            "default_optimizers": list(DEFAULT_OPTIMIZERS), "opening_lesson": OPENING_LESSON,
             "limits": {"steps": MAX_STEPS, "optimizers": MAX_OPTIMIZERS}}

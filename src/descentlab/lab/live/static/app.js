@@ -344,10 +344,25 @@ async function init() {
   ls.value = lab.landscape;
   const add = $("add-name");
   for (const o of lab.meta.optimizers) add.append(el("option", {value: o.name, text: `${o.name} — ${o.summary}`}));
-  await loadLandscape(lab.landscape);
-  for (const name of lab.meta.default_optimizers) addRun(name);
-  renderCards();
   await loadLessons($("lang").value);
+  // The page opens on a lesson of the book (?lesson=ID; the default: the one whose picture the ravine's caption
+  // describes), so that what a learner sees first is what the caption says. ?lesson=none: the default
+  // optimizers at their registry defaults.
+  const wanted = new URLSearchParams(location.search).get("lesson") ?? lab.meta.opening_lesson;
+  const opening = lab.lessons.find((l) => l.id === wanted && l.request);
+  if (wanted !== "none" && !opening) {
+    const ids = lab.lessons.filter((l) => l.request).map((l) => l.id);
+    $("lead").hidden = false;  // stays up (the status line is rewritten by every race)
+    $("lead").textContent = `unknown lesson ${JSON.stringify(wanted)} in the address (?lesson=…); allowed: none, ${ids.join(", ")}`;
+  }
+  if (opening) {
+    $("lesson").value = opening.id;
+    await applyLesson(opening.id);
+  } else {
+    await loadLandscape(lab.landscape);
+    for (const name of lab.meta.default_optimizers) addRun(name);
+    renderCards();
+  }
 
   ls.addEventListener("change", async () => {
     if (ls.value === "__typed__") { $("typed").hidden = false; return; }
@@ -368,7 +383,7 @@ async function init() {
   });
   $("lang").addEventListener("change", () => loadLessons($("lang").value));
   $("lesson").addEventListener("change", () => applyLesson($("lesson").value));
-  requestRace();
+  if (!opening) requestRace();  // applyLesson has asked already
 }
 
 window.addEventListener("DOMContentLoaded", () => { init().catch((err) => status(err.message, true)); });
