@@ -188,3 +188,39 @@ def test_fit_time_budget_marks_the_partial_epoch():
     with pytest.raises(ValueError, match="max_seconds"):
         descentlab.fit(model, d.train, descentlab.SGD(model.parameters(), lr=0.1), loss="cross_entropy",
                        epochs=1, max_seconds=0, progress=False)
+
+
+#: The registry rows added with the torch.optim family, Lion and schedule-free: each trains a real model in compare.
+NEW_ROWS = ["asgd", "adafactor", "adamax", "radam", "rprop", "lion", "schedulefree-adamw", "schedulefree-sgd", "muon",
+            "lbfgs"]
+
+
+@pytest.mark.slow  # about 10 s: ten optimizers, each tuned and re-run
+def test_compare_runs_every_new_row_on_real_data(tmp_path):
+    """A tiny comparison on scikit-learn's iris (2 trials, 2 epochs, 1 seed) over the new rows: every one is tuned
+    and re-run to a finite result — Muon on the weight matrix with AdamW on the bias, L-BFGS through step(closure),
+    whose evaluations per step are reported (more than one), the others one per step."""
+    import math
+
+    result = compare(_config(tmp_path, optimizers=NEW_ROWS, trials=2, seeds=1, epochs=2))
+    summary = {row["optimizer"]: row for row in result.summary()}
+    assert list(summary) == NEW_ROWS
+    for name, row in summary.items():
+        assert row["diverged"] == 0 and math.isfinite(row["mean"]) and 0 <= row["mean"] <= 1, (name, row)
+        assert math.isfinite(result.runs[name][0]["best_val_loss"]), name
+        trials = [t for t in result.trials if t["optimizer"] == name]
+        assert len(trials) == 2 and all(math.isfinite(t["value"]) for t in trials), name
+        if name != "lbfgs":
+            assert row["evaluations_per_step"] == 1.0, name
+    assert summary["lbfgs"]["evaluations_per_step"] > 1
+    runs = [r for r in _rows(tmp_path / "runs.csv") if r["optimizer"] == "lbfgs"]
+    assert len(runs) == 2 and int(runs[-1]["evaluations"]) > int(runs[-1]["steps"])
+    assert "f, ∇f evaluations per step" in (tmp_path / "report.html").read_text()
+
+
+def test_compare_refuses_a_sparse_gradient_row_before_any_study(tmp_path, capsys):
+    with pytest.raises(ValueError, match="sparseadam cannot train the models here .*sparse gradients only"):
+        compare(_config(tmp_path / "a", optimizers=["adam", "sparseadam"]))
+    assert not (tmp_path / "a" / "study.db").exists()
+    assert main(["compare", "iris", "--optimizers", "adam,sparseadam", "--out", str(tmp_path / "b")]) == 2
+    assert "--optimizers: sparseadam cannot train the models here" in capsys.readouterr().err

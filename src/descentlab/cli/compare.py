@@ -76,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
         config.validate()
     except ValueError as err:  # name the flags of the config's fields
         text = str(err)
+        if text.startswith("optimizers: "):  # a row training cannot take (sparseadam), named as the flag
+            raise ValueError("--" + text) from None
         for field, flag in (("optimizers", "--optimizers"), ("tunable", "--tune"), ("model", "--model"),
                             ("target", "--target"), ("seconds", "--budget")):
             if text.startswith(field) or text.startswith(f"unknown {field}") or text.startswith(
@@ -92,5 +94,9 @@ def run(args: argparse.Namespace) -> int:
         steps = "-" if s["median_steps_to_target"] is None else f"{s['median_steps_to_target']:.0f}"
         print(f"{s['optimizer']:<10} {s['best_lr']:>9.3g} {s['metric']:>14} {s['mean']:>8.4f} {s['std']:>7.4f} "
               f"{s['reached_target']:>3}/{s['seeds']:<3} {steps:>7}")
+    for s in result.summary():
+        if (s.get("evaluations_per_step") or 1) > 1:
+            print(f"note: {s['optimizer']} evaluated the loss and its gradient {s['evaluations_per_step']:.3g} times "
+                  "per step (step(closure)); the others once")
     print(f"wrote {out / 'report.html'} (trials.csv, runs.csv, summary.json, curves.png, profile.png)")
     return 0

@@ -7,6 +7,12 @@ hyperparameters (``lr`` on a log scale around the registry default, optionally `
 adds the missing trials. The best setting is then re-run with ``seeds`` fresh seeds (initial weights and
 data order), and the report gives the test metric mean ± std, the steps and seconds to reach the target
 validation metric (AlgoPerf-style time-to-result), curves with seed bands and a performance profile.
+
+Every registry row that trains a model takes part (:data:`descentlab.lab.train_run.TRAIN_OFFERS`): L-BFGS is
+stepped through ``step(closure)`` on each mini-batch, and the summary's ``evaluations_per_step`` says how many
+evaluations of the loss and its gradient one of its steps made (1 for a gradient method), so that its steps to the
+target are read fairly; Muon steps the 2-D weights and AdamW the rest (``descentlab.train.partitioned``); a row that
+takes sparse gradients only (sparseadam) is refused with the reason.
 """
 
 from __future__ import annotations
@@ -72,8 +78,11 @@ class CompareConfig:
         check_name("model", self.model, models.names())
         if not self.optimizers:
             raise ValueError("optimizers must name at least one registry optimizer")
+        from descentlab.lab.train_run import check_trainable
+
         for name in self.optimizers:
             get_spec(name)
+            check_trainable(name, "optimizers")
         for key in self.tune:
             check_name("tunable", key, TUNABLE)
         for key, low in (("seeds", 1), ("epochs", 1), ("trials", 0), ("workers", 1), ("batch_size", 1)):
@@ -401,13 +410,18 @@ class CompareResult:
             values = [r[metric] for r in ok]
             steps = [r["steps_to_target"] for r in ok if r["steps_to_target"] is not None]
             secs = [r["seconds_to_target"] for r in ok if r["seconds_to_target"] is not None]
+            # evaluations of the loss and its gradient per step: 1 for a gradient method; L-BFGS (step(closure))
+            # makes several per step on the same batch, which fit counts
+            per_step = [r["epochs"][-1].get("evaluations", r["epochs"][-1]["steps"]) / r["epochs"][-1]["steps"]
+                        for r in ok if r["epochs"] and r["epochs"][-1]["steps"]]
             rows.append({"optimizer": name, **{f"best_{k}": v for k, v in self.best[name].items()},
                          "metric": metric, "mean": statistics.fmean(values) if values else math.nan,
                          "std": statistics.pstdev(values) if len(values) > 1 else 0.0,
                          "seeds": len(runs), "diverged": len(runs) - len(ok),
                          "reached_target": len(steps),
                          "median_steps_to_target": statistics.median(steps) if steps else None,
-                         "median_seconds_to_target": statistics.median(secs) if secs else None})
+                         "median_seconds_to_target": statistics.median(secs) if secs else None,
+                         "evaluations_per_step": statistics.fmean(per_step) if per_step else None})
         return rows
 
 

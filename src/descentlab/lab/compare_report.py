@@ -108,7 +108,7 @@ def write_report(result, out: Path) -> None:
 def _html(result, summary: list[dict[str, Any]], images: dict[str, str]) -> str:
     cfg = result.config
     head = ["optimizer", "best setting", "test metric (mean ± std)", "diverged", "reached target",
-            "median steps to target", "median s to target"]
+            "median steps to target", "median s to target", "f, ∇f evaluations per step"]
     rows = []
     for s in summary:
         setting = ", ".join(f"{k[5:]}={v:.3g}" if isinstance(v, float) else f"{k[5:]}={v}"
@@ -116,7 +116,8 @@ def _html(result, summary: list[dict[str, Any]], images: dict[str, str]) -> str:
         steps = "—" if s["median_steps_to_target"] is None else f"{s['median_steps_to_target']:.0f}"
         secs = "—" if s["median_seconds_to_target"] is None else f"{s['median_seconds_to_target']:.2f}"
         rows.append([s["optimizer"], setting, f"{s['metric']} {s['mean']:.4f} ± {s['std']:.4f}",
-                     f"{s['diverged']}/{s['seeds']}", f"{s['reached_target']}/{s['seeds']}", steps, secs])
+                     f"{s['diverged']}/{s['seeds']}", f"{s['reached_target']}/{s['seeds']}", steps, secs,
+                     "—" if s.get("evaluations_per_step") is None else f"{s['evaluations_per_step']:.3g}"])
     table = "<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>" + "".join(
         "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows) + "</table>"
     target = f"{cfg.target[0]} {'≥' if cfg.target[0].endswith('accuracy') else '≤'} {cfg.target[1]:g}" if cfg.target else "none"
@@ -133,6 +134,10 @@ Target: {html.escape(target)}. Study storage: {html.escape(cfg.storage or 'study
 {table}
 <h2>Validation curves</h2><img alt="validation curves with seed bands" src="data:image/png;base64,{images['curves.png']}">
 <h2>Performance profile</h2><img alt="performance profile" src="data:image/png;base64,{images['profile.png']}">
+<p>A step is one evaluation of the loss and its gradient on a batch, except for L-BFGS, which is stepped through
+<code>step(closure)</code> and evaluates them up to <code>max_eval</code> times per step on the same batch (the last
+column; <code>evaluations</code> in <code>runs.csv</code>): read its steps to the target with that in mind. Muon steps the
+weight matrices and AdamW the other parameters, as torch's Muon documentation advises.</p>
 <p>Every trial is in <code>trials.csv</code>, every epoch of every run in <code>runs.csv</code>.</p>
 </body></html>
 """

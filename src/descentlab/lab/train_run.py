@@ -54,6 +54,21 @@ class Setting:
         return name
 
 
+#: What training a model here offers a registry row beyond the ordinary contract (registry.REQUIREMENTS):
+#: ``step(closure)`` (train.closure) and matrices (train.partitioned: the 2-D weights to the row, the rest to
+#: AdamW). Dense gradients only, so a row that takes sparse gradients only (sparseadam) does not train here.
+TRAIN_OFFERS: tuple[str, ...] = ("closure", "matrices")
+
+
+def check_trainable(name: str, what: str = "--optimizer") -> None:
+    """Refuse a registry row whose contract training a model here cannot meet, with the registry's reason."""
+    from descentlab.optim.registry import get_spec
+
+    unmet = get_spec(name).unmet(TRAIN_OFFERS)
+    if unmet is not None:
+        raise ValueError(f"{what}: {name} cannot train the models here (their gradients are dense): {unmet}")
+
+
 def check_optimizer(name: str, options: dict[str, Any], lr: float | None = None, what: str = "--opt") -> None:
     """Refuse options that ``name`` does not take, or would ignore (``lr``, which has its own flag), and values
     its constructor refuses — with one line naming the option and the valid ones."""
@@ -68,7 +83,7 @@ def check_optimizer(name: str, options: dict[str, Any], lr: float | None = None,
     for key in options:
         if key not in valid:
             raise ValueError(f"{what}: {name} has no option {key!r}; its options are {', '.join(valid)}")
-    probe = [torch.zeros(1, requires_grad=True)]
+    probe = [torch.zeros((1, 1) if "matrices" in spec.requires else (1,), requires_grad=True)]
     try:
         spec.build(probe, **({"lr": lr} if lr is not None else {}), **options)
     except TypeError as err:
@@ -101,9 +116,15 @@ def build(setting: Setting, data) -> Built:
 
     spec = get_spec(setting.optimizer)
     lr = setting.lr if setting.lr is not None else spec.lr
+    check_trainable(setting.optimizer)
     check_optimizer(setting.optimizer, setting.options, lr)
     model, name = build_model(setting, data)
-    optimizer = spec.build(model.parameters(), lr=lr, **setting.options)
+    if "matrices" in spec.requires:  # Muon: the weight matrices; AdamW the biases (torch's Muon docs)
+        from descentlab.train.partitioned import split_matrices
+
+        optimizer = split_matrices(setting.optimizer, model, lr, setting.options)
+    else:
+        optimizer = spec.build(model.parameters(), lr=lr, **setting.options)
     schedule = parse_schedule(setting.schedule, lr) if isinstance(setting.schedule, str) else setting.schedule
     return Built(model, name, optimizer, lr, schedule)
 

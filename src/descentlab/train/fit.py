@@ -27,6 +27,7 @@ import torch.distributed as dist
 
 from descentlab.data.batches import MiniBatches, check_batch_size
 from descentlab.schedules import check_unit
+from descentlab.train.closure import ClosureStep, FirstLossNotFinite, needs_closure
 from descentlab.train.checkpoint import list_checkpoints, load_latest_checkpoint, save_checkpoint
 from descentlab.train.history import History
 from descentlab.train.losses import LossFn, get_loss
@@ -245,6 +246,10 @@ def fit(model: torch.nn.Module, data: Any, optimizer: torch.optim.Optimizer, *, 
             checkpoint; resuming from a checkpoint made with another one raises ``ValueError`` naming the
             first entry that differs and both values.
 
+    An optimizer that needs ``step(closure)`` (L-BFGS: :func:`descentlab.train.closure.needs_closure`) is stepped
+    with a closure on each batch (zero the gradients, the batch's loss, ``backward()``, return the loss), which it
+    may call several times per step; each epoch's row then holds ``evaluations``, the closure evaluations so far.
+
     A checkpoint's fields are checked on resume (types, a position inside the run, a step count matching the
     history; optimizer state as the constructor checks its arguments) and a bad one is refused by name.
     """
@@ -286,6 +291,7 @@ def fit(model: torch.nn.Module, data: Any, optimizer: torch.optim.Optimizer, *, 
 
     history = History()
     start_epoch, start_batch, step, samples, elapsed, skipped = 0, 0, 0, 0, 0.0, 0
+    evaluations = 0  # closure evaluations so far (optimizers stepped through step(closure))
     config = {"seed": seed, "batch_size": batches.batch_size, "n": batches.n, "schedule_unit": schedule_unit}
     last_checkpoint: list[str] = []
     if checkpoint_dir is not None and resume:
@@ -319,6 +325,10 @@ def fit(model: torch.nn.Module, data: Any, optimizer: torch.optim.Optimizer, *, 
                 raise ValueError(f"checkpoint {ck['path']} holds a malformed history ({err!r})") from None
             start_epoch, start_batch, step = ck["epoch"], ck["batch"], ck["step"]
             samples, elapsed, skipped, base_lrs = ck["samples"], ck["seconds"], ck["skipped"], ck["base_lrs"]
+            evaluations = ck.get("evaluations", 0)
+            if isinstance(evaluations, bool) or not isinstance(evaluations, int) or evaluations < 0:
+                raise ValueError(f"checkpoint {ck['path']} is malformed: evaluations = {evaluations!r} (an integer "
+                                 ">= 0: the closure evaluations so far)")
             _set_rng_state(ck["rng"])
             last_checkpoint.append(ck["path"])
         if distributed:
@@ -345,9 +355,12 @@ def fit(model: torch.nn.Module, data: Any, optimizer: torch.optim.Optimizer, *, 
                    "optimizer": optimizer.state_dict(), "history": history.state_dict(), "epoch": epoch,
                    "batch": batch, "step": step, "samples": samples, "seconds": elapsed + time.perf_counter() - t0,
                    "skipped": skipped, "base_lrs": [float(v) for v in base_lrs], "rng": _rng_state()}
+        if closure_step is not None:
+            payload["evaluations"] = closure_step.evaluations
         last_checkpoint.append(str(save_checkpoint(checkpoint_dir, step, payload, keep_last)))
 
     net = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
+    closure_step = ClosureStep(optimizer, evaluations) if needs_closure(optimizer) else None
     t0 = time.perf_counter()
     bar = Progress(total=epochs * len(batches), initial=start_epoch * len(batches) + start_batch,
                    enabled=progress and rank == 0)
@@ -363,19 +376,29 @@ def fit(model: torch.nn.Module, data: Any, optimizer: torch.optim.Optimizer, *, 
                     _set_rates(optimizer, schedule, step, base_lrs)
                 lr = float(optimizer.param_groups[0]["lr"])
                 optimizer.zero_grad(set_to_none=True)
-                if distributed:
-                    value, current = _share_loss(net, loss_fn, x, y, rank, world)
+
+                def loss_of(x: torch.Tensor = x, y: torch.Tensor = y) -> tuple[torch.Tensor, float]:
+                    if distributed:
+                        return _share_loss(net, loss_fn, x, y, rank, world)
+                    out = loss_fn(model(x), y)
+                    return out, out.item() if not out.requires_grad else out.detach().item()
+
+                if closure_step is not None:  # step(closure): the step evaluates the loss itself (L-BFGS)
+                    try:
+                        current = closure_step(loss_of)
+                    except FirstLossNotFinite as err:  # nothing was stepped
+                        current = err.value
                 else:
-                    value = loss_fn(model(x), y)
-                    current = value.item() if not value.requires_grad else value.detach().item()
+                    value, current = loss_of()
                 if not math.isfinite(current):
                     if on_nonfinite == "stop":
                         raise diverged(f"non-finite loss ({current}) at epoch {epoch}, step {step + 1}, "
                                        f"learning rate {lr:g}", step + 1, current)
                     skipped += 1
                     continue
-                value.backward()
-                optimizer.step()
+                if closure_step is None:
+                    value.backward()
+                    optimizer.step()
                 step += 1
                 samples += len(x)
                 now = elapsed + time.perf_counter() - t0
@@ -403,6 +426,8 @@ def fit(model: torch.nn.Module, data: Any, optimizer: torch.optim.Optimizer, *, 
             row.update({"lr": float(optimizer.param_groups[0]["lr"]), "steps": step, "samples": samples,
                         "seconds": elapsed + time.perf_counter() - t0, "epoch_seconds": epoch_seconds,
                         "skipped_steps": skipped})
+            if closure_step is not None:  # evaluations of the loss and its gradient so far (several per step)
+                row["evaluations"] = closure_step.evaluations
             history.record_epoch(row)
             if out_of_time:
                 break
