@@ -186,14 +186,19 @@ def test_new_kernels_with_bf16_parameters_and_float32_state(cls, opts):
 @pytest.mark.parametrize("cls", [descentlab.ASGD, descentlab.Lion, descentlab.ScheduleFreeSGD,
                                  descentlab.ScheduleFreeAdamW], ids=lambda c: c.__name__)
 def test_auto_takes_the_c_kernel_for_the_new_rules(cls):
-    """``impl="auto"`` on CPU: the rule has a kernel now, so its float32 tensors go to C, not to the foreach path."""
-    params = [torch.nn.Parameter(torch.randn(10)) for _ in range(3)]
-    opt = cls(params)
-    for _ in range(2):
-        for p in params:
-            p.grad = torch.randn(10)
-        opt.step()
-    assert _fused_count(opt) == len(params)
+    """``impl="auto"`` on CPU: the rule has a kernel now, so its float32 tensors go to C, not to the foreach path —
+    except ScheduleFreeAdamW, whose kernel is ``impl="fused"``'s only (its correctly rounded √ is not torch's
+    sqrt, and ``auto`` keeps the schedulefree package's results to the bit; see fused/abi.py)."""
+    for impl in ("auto", "fused"):
+        params = [torch.nn.Parameter(torch.randn(10)) for _ in range(3)]
+        opt = cls(params, impl=impl)
+        for _ in range(2):
+            for p in params:
+                p.grad = torch.randn(10)
+            opt.step()
+        fused_only = cls is descentlab.ScheduleFreeAdamW and impl == "auto"
+        assert _fused_count(opt) == (0 if fused_only else len(params)), impl
+        assert (kernel_call(opt.plan(opt.param_groups[0]), impl) is None) == fused_only
 
 
 def test_schedulefree_train_eval_switch_around_fused_steps():
@@ -453,7 +458,7 @@ def _kernel_variants():
             continue
         for variant, options in spec.variants.items():
             opt = spec.build([torch.nn.Parameter(torch.zeros(3))], **options)
-            if kernel_call(opt.plan(opt.param_groups[0])) is not None:
+            if kernel_call(opt.plan(opt.param_groups[0]), "fused") is not None:
                 found.append((name, variant))
     return found
 
@@ -495,9 +500,10 @@ def test_every_registry_variant_whose_rule_has_a_kernel_gets_a_kernel_call():
             if plan.name in RULES_WITH_KERNELS:
                 if plan.decoupled and "decoupled" not in CPU_KERNELS[plan.rule].hp:
                     # a convention this kernel does not implement: the plan goes to the reference / foreach paths
-                    assert kernel_call(plan) is None, (name, variant)
+                    assert kernel_call(plan, "fused") is None, (name, variant)
                 else:
-                    assert kernel_call(plan) is not None, (name, variant)
+                    assert kernel_call(plan, "fused") is not None, (name, variant)
+                    assert (kernel_call(plan) is not None) == CPU_KERNELS[plan.rule].auto, (name, variant)
 
 
 @pytest.mark.slow

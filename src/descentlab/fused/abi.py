@@ -35,7 +35,8 @@ class KernelAbi:
     """One rule's kernel: its name in cpu_kernels.h, the plan's state keys that go to slots s0, s1, s2 (a key
     the plan lacks is passed as NULL), how it treats the step counter (``"always"`` advances it, ``"never"``
     has none, ``"flag"``: hp ``counts_steps`` says), the plan's 0-d state entries passed as ``extra`` (in that
-    order, at most :data:`MAX_EXTRA`), and ``hp``: each position's name. A name is a key of the
+    order, at most :data:`MAX_EXTRA`), and ``hp``: each position's name. ``auto=False``: only ``impl="fused"``
+    takes the kernel; ``impl="auto"`` keeps the rule on its multi-tensor path (see the schedule-free AdamW row). A name is a key of the
     plan's ``hp``, one of the plan's fields (``maximize``, ``weight_decay``, ``decoupled``, ``counts_steps``), a
     :data:`DERIVED` quantity, or a key of ``fixed`` (constants of this rule)."""
 
@@ -45,6 +46,7 @@ class KernelAbi:
     steps: str = "always"
     extra: tuple[str, ...] = ()
     fixed: dict[str, float] = field(default_factory=dict)
+    auto: bool = True
 
 
 @dataclass(frozen=True)
@@ -112,9 +114,14 @@ CPU_KERNELS: dict[Rule, KernelAbi] = {
     # not a rule), and step() refuses eval mode, so a kernel only ever sees y.
     rules.schedulefree_sgd: KernelAbi("schedulefree_sgd", ("z", None, None),
                                       ("lr", "momentum", "ckp1", "weight_decay", "maximize"), steps="never"),
+    # auto=False: the kernel's √ is IEEE's, correctly rounded; torch's CPU sqrt (MKL VML, VML_HA) is not — on an
+    # AVX-512 AMD EPYC with torch 2.13 ≈ 18 % of float32 results are 1 ulp off — and ScheduleFreeAdamW promises the
+    # schedulefree package's results to the bit on impl="auto" (tests/test_schedulefree.py), which its foreach path
+    # keeps (the same torch ops as the package). impl="fused" takes this kernel (within the fused path's ulps, as
+    # Adam's); Lion, ScheduleFreeSGD and ASGD have no square root and are bit-identical on every path.
     rules.schedulefree_adamw: KernelAbi("schedulefree_adamw", ("z", "exp_avg_sq", None),
                                         ("lr", "beta1", "beta2", "eps", "decay", "ckp1", "bias_correction2",
-                                         "maximize"), steps="never"),
+                                         "maximize"), steps="never", auto=False),
 }
 _FIELDS = ("maximize", "weight_decay", "decoupled", "counts_steps")
 
@@ -132,10 +139,14 @@ def _value(plan: StepPlan, abi: KernelAbi, name: str) -> float:
 _CALLS: dict[tuple[Any, ...], KernelCall | None] = {}
 
 
-def kernel_call(plan: StepPlan) -> KernelCall | None:
+def kernel_call(plan: StepPlan, impl: str = "auto") -> KernelCall | None:
     """The C call for ``plan``, or ``None`` when its rule has no kernel or the kernel cannot honour the plan
-    (decoupled decay on a kernel without it, state it has no slot for, a step counter it does not keep).
+    (decoupled decay on a kernel without it, state it has no slot for, a step counter it does not keep), or when
+    the kernel is ``impl="fused"``'s only (:attr:`KernelAbi.auto`) and ``impl`` is not ``"fused"``.
     Remembered by the plan's contents (a step on a tiny model spends more on building the call than in C)."""
+    abi = CPU_KERNELS.get(plan.rule)
+    if abi is not None and not abi.auto and impl != "fused":
+        return None
     try:
         key: tuple[Any, ...] | None = (plan.rule, plan.state, plan.extra, plan.maximize, plan.weight_decay,
                                        plan.decoupled, plan.counts_steps, *plan.hp.items())

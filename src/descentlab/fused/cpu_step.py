@@ -288,7 +288,7 @@ def fused_cpu_step(optimizer: Any, group: dict[str, Any], step_plan: StepPlan,
     counts[id(group)] = 0
     if not ENABLED or group.get("differentiable") or group.get("capturable"):
         return list(group["params"])
-    plan = kernel_call(step_plan)
+    plan = kernel_call(step_plan, "fused" if group.get("impl") == "fused" else "auto")
     lib = library() if plan is not None else None
     if plan is None or lib is None:
         return list(group["params"])
