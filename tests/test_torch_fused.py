@@ -271,3 +271,31 @@ def test_impl_names_torch_fused_in_its_error():
     with pytest.raises(ValueError, match="impl must be one of .*'torch_fused'.*got 'torch'"):
         descentlab.Adam([torch.nn.Parameter(torch.zeros(2))], impl="torch")
 
+
+
+@pytest.mark.parametrize("name", ["adam", "sgd", "adagrad"])
+def test_found_inf_reaches_the_kernels_as_torch_passes_it(name):
+    """``torch_fused_step`` takes GradScaler's ``found_inf`` as torch's fused optimizers do: where it is 1 nothing
+    changes, the step counters included; where it is 0 the step is the ordinary one."""
+    from descentlab.fused.torch_fused import torch_fused_step
+
+    opts = {"sgd": dict(momentum=0.9)}.get(name, {})
+    params = [torch.nn.Parameter(torch.randn(4)) for _ in range(2)]
+    opt = REGISTRY[name].build(params, impl="torch_fused", **opts)
+    for p in params:
+        p.grad = torch.randn(4)
+    opt.step()
+    group = opt.param_groups[0]
+    plan = opt.plan(group)
+    before = [(p.detach().clone(), {k: v.clone() for k, v in opt.state[p].items()}) for p in params]
+    for p in params:
+        p.grad = torch.randn(4)
+    rest = torch_fused_step(opt.state, group, plan, params, lambda p, s: opt._init_state(p, group, s),
+                            found_inf=torch.tensor(1.0))
+    assert rest == []
+    for p, (weights, state) in zip(params, before):
+        assert torch.equal(p, weights)
+        assert all(torch.equal(opt.state[p][k], v) for k, v in state.items())
+    torch_fused_step(opt.state, group, plan, params, lambda p, s: opt._init_state(p, group, s),
+                     found_inf=torch.tensor(0.0))
+    assert all(not torch.equal(p, weights) for p, (weights, _) in zip(params, before))

@@ -29,8 +29,9 @@ state), so the whole trajectory is the kernel's. Off the CPU the step counter li
 float32, as torch keeps it for ``fused=True`` (moved there once, as torch's ``load_state_dict`` does).
 
 ``torch.amp.GradScaler``: the scale goes to the kernels as ``grad_scale`` (each gradient divided by it, and left
-unscaled, as torch's fused optimizers do); a step with ``found_inf`` never reaches this module (the optimizer
-skips it whole).
+unscaled, as torch's fused optimizers do). ``found_inf`` is taken as torch takes it — the kernels leave every tensor
+unchanged where it is non-zero and the step counters are put back — although the optimizers never pass it: they
+skip a step with ``found_inf`` whole before any executor runs.
 """
 
 from __future__ import annotations
@@ -120,11 +121,12 @@ def _step_counter(state: dict[str, Any], param: Tensor) -> bool:
 
 
 def torch_fused_step(state_of: Any, group: dict[str, Any], plan: StepPlan, params: list[Tensor],
-                     init_state: Callable[[Tensor, dict[str, Any]], None], grad_scale: Tensor | None = None, *,
-                     keep: Callable[[Tensor], bool] | None = None) -> list[Tensor]:
+                     init_state: Callable[[Tensor, dict[str, Any]], None], grad_scale: Tensor | None = None,
+                     found_inf: Tensor | None = None, *, keep: Callable[[Tensor], bool] | None = None) -> list[Tensor]:
     """Step the tensors of ``params`` (of ``group``, whose step is ``plan``; state in ``state_of``) that torch's fused
     kernels compute exactly, and return the others in order. ``init_state(param, state)`` fills an empty state
-    dict (a first step); ``keep(param)`` True leaves a tensor to the caller; ``grad_scale`` is GradScaler's scale."""
+    dict (a first step); ``keep(param)`` True leaves a tensor to the caller; ``grad_scale`` and ``found_inf`` are
+    GradScaler's scale and inf flag (0-d tensors), as torch's fused optimizers take them."""
     kind = torch_fused_kind(plan)
     if kind is None or not params:
         return list(params)
@@ -150,17 +152,20 @@ def torch_fused_step(state_of: Any, group: dict[str, Any], plan: StepPlan, param
                 rest.append(param)
                 continue
         buckets.setdefault((param.device, param.dtype, first and kind == "sgd"), []).append(param)
-    scales: dict[torch.device, Tensor] = {}
+    moved: dict[tuple[int, torch.device], Tensor] = {}
+
+    def on(flag: Tensor | None, device: torch.device) -> Tensor | None:
+        if flag is None:
+            return None
+        return moved.setdefault((id(flag), device), flag.to(device, non_blocking=True))
+
     for (device, _, first), bucket in buckets.items():
-        scale = None
-        if grad_scale is not None:
-            scale = scales.setdefault(device, grad_scale.to(device, non_blocking=True))
-        _call(kind, plan, state_of, bucket, scale, first)
+        _call(kind, plan, state_of, bucket, on(grad_scale, device), on(found_inf, device), first)
     return rest
 
 
 def _call(kind: str, plan: StepPlan, state_of: Any, params: list[Tensor], grad_scale: Tensor | None,
-          first: bool) -> None:
+          found_inf: Tensor | None, first: bool) -> None:
     grads: list[Tensor] = [p.grad for p in params if p.grad is not None]  # all of them: checked by the caller
     states = [state_of[p] for p in params] if plan.stateful else []
     slots = [[s[key] for s in states] for key in plan.state]
@@ -170,16 +175,18 @@ def _call(kind: str, plan: StepPlan, state_of: Any, params: list[Tensor], grad_s
         torch._fused_sgd_(params, grads, slots[0] if slots else [], weight_decay=decay,
                           momentum=hp.get("momentum", 0.0), lr=hp["lr"], dampening=hp.get("dampening", 0.0),
                           nesterov=hp.get("nesterov", False), maximize=plan.maximize, is_first_step=first,
-                          grad_scale=grad_scale, found_inf=None)
+                          grad_scale=grad_scale, found_inf=found_inf)
         return
     steps = [s["step"] for s in states]
     torch._foreach_add_(steps, 1)
     if kind == "adagrad":
         torch._fused_adagrad_(params, grads, slots[0], steps, lr=hp["lr"], lr_decay=hp["lr_decay"],
                               weight_decay=decay, eps=hp["eps"], maximize=plan.maximize,
-                              grad_scale=grad_scale, found_inf=None)
-        return
-    fn = torch._fused_adamw_ if kind == "adamw" else torch._fused_adam_
-    fn(params, grads, slots[0], slots[1], slots[2] if len(slots) > 2 else [], steps, amsgrad=len(slots) > 2,
-       lr=hp["lr"], beta1=hp["beta1"], beta2=hp["beta2"], weight_decay=decay, eps=hp["eps"],
-       maximize=plan.maximize, grad_scale=grad_scale, found_inf=None)
+                              grad_scale=grad_scale, found_inf=found_inf)
+    else:
+        fn = torch._fused_adamw_ if kind == "adamw" else torch._fused_adam_
+        fn(params, grads, slots[0], slots[1], slots[2] if len(slots) > 2 else [], steps, amsgrad=len(slots) > 2,
+           lr=hp["lr"], beta1=hp["beta1"], beta2=hp["beta2"], weight_decay=decay, eps=hp["eps"],
+           maximize=plan.maximize, grad_scale=grad_scale, found_inf=found_inf)
+    if found_inf is not None:  # the kernels skipped the update: put the counters back, as torch does
+        torch._foreach_sub_(steps, [found_inf] * len(steps))

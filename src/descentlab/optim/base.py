@@ -277,7 +277,7 @@ class RuleOptimizer(StateDictOptimizer):
             if impl == "torch_fused" or (impl == "auto" and any(not p.is_cpu for p in params)):
                 params = fused.torch_fused_step(self.state, group, plan, params,
                                                 lambda p, state: self._init_state(p, group, state),
-                                                self._grad_scale_tensor(),
+                                                self._grad_scale_tensor(),  # found_inf: the step was skipped
                                                 keep=None if impl == "torch_fused" else lambda p: p.is_cpu)
             if impl == "foreach":
                 params = fused.foreach_step(self.state, group, plan, params, grad_inv_scale)
