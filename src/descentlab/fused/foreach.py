@@ -4,7 +4,8 @@
 What a plan means is stated once in :mod:`descentlab.rules.plan`; this module does the same steps as the
 reference loop (:func:`descentlab.optim.reference.run_rule`) — gradient preparation, the step counters, decoupled
 decay, the rule — each as one ``torch._foreach_*`` call for the bucket; a rule's non-element-wise parts (Muon's
-Newton–Schulz iteration, Adafactor's factored moments) run per tensor inside the list (``TensorList.each``).
+Newton–Schulz iteration, Adafactor's reductions over one dimension and its rank-1 product) run per tensor inside
+the list (``TensorList.each``), and norms read as numbers are one ``_foreach_norm`` and one read for the list.
 It steps only tensors whose state exists and matches them (same device, dtype and shape; a plain dense gradient of the parameter's dtype, no wider
 ``state_dtype``, not complex, no tensor subclass); the rest — first steps, odd layouts, tensors the compiled
 kernels take — go back to the caller for the reference loop, in group order.

@@ -102,15 +102,32 @@ class TensorList:
     def __repr__(self) -> str:
         return f"TensorList({len(self.tensors)} tensors)"
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The tensors' dtype (a bucket holds one)."""
+        return self.tensors[0].dtype
+
+    def size(self, dim: int) -> ScalarList:
+        """Each tensor's size along ``dim``."""
+        return ScalarList(t.size(dim) for t in self.tensors)
+
+    def numel(self) -> ScalarList:
+        """Each tensor's number of elements."""
+        return ScalarList(t.numel() for t in self.tensors)
+
+    def norm(self, p: Number = 2) -> TensorList:
+        """Each tensor's ``p``-norm over all its elements, as 0-d tensors (one ``_foreach_norm``: each is
+        ``linalg_vector_norm`` of the tensor, as ``Tensor.norm(p)`` computes it); ``.item()`` reads them all."""
+        return TensorList(torch._foreach_norm(self.tensors, p))
+
     # -- in place --------------------------------------------------------------------------------
     def add_(self, other: Any, *, alpha: Any = 1) -> TensorList:
         if _is_number(other):
             torch._foreach_add_(self.tensors, _scalar(other))
             return self
         scale = _scalar(alpha)
-        if isinstance(scale, list):  # no foreach overload takes one alpha per tensor: one call per distinct alpha
-            for value, (mine, theirs) in _by_value(scale, self.tensors, _tensors(other)).items():
-                torch._foreach_add_(mine, theirs, alpha=value)
+        if isinstance(scale, list):  # no foreach overload of add takes one alpha per tensor: addcmul's does
+            self.addcmul_(TensorList([_one(self.tensors[0])] * len(self.tensors)), other, value=ScalarList(scale))
         else:
             torch._foreach_add_(self.tensors, _tensors(other), alpha=scale)
         return self
@@ -137,6 +154,15 @@ class TensorList:
 
     def sqrt_(self) -> TensorList:
         torch._foreach_sqrt_(self.tensors)
+        return self
+
+    def square_(self) -> TensorList:
+        """``x²`` as ``Tensor.square_`` computes it (``pow_(x, 2)``)."""
+        torch._foreach_pow_(self.tensors, 2)
+        return self
+
+    def rsqrt_(self) -> TensorList:
+        torch._foreach_rsqrt_(self.tensors)
         return self
 
     def clamp_min_(self, value: Any) -> TensorList:
@@ -268,14 +294,11 @@ class TensorList:
                         "single-tensor path")
 
 
-def _by_value(values: list[Any], mine: list[Tensor], theirs: list[Tensor]) -> dict[Any, tuple[list[Tensor], list[Tensor]]]:
-    """The tensor pairs grouped by their scalar, in order."""
-    groups: dict[Any, tuple[list[Tensor], list[Tensor]]] = {}
-    for value, a, b in zip(values, mine, theirs):
-        pair = groups.setdefault(value, ([], []))
-        pair[0].append(a)
-        pair[1].append(b)
-    return groups
+def _one(like: Tensor) -> Tensor:
+    """A 0-d 1 of ``like``'s dtype and device: ``w + a·(1·u)`` by ``addcmul_(1, u, value=a)`` is ``w.add_(u, alpha=a)``
+    to the bit (both compute ``w + a·u`` with one rounding — the CPU kernels fuse the multiply-add; checked for every
+    rule by ``tests/test_foreach.py``), one call for any number of distinct ``a``."""
+    return torch.ones((), dtype=like.dtype, device=like.device)
 
 
 def _tensors(value: Any) -> list[Tensor]:

@@ -19,6 +19,13 @@ machine epsilon of the parameter's dtype), ``d`` the clipping threshold, ``λ`` 
 Conventions: the paper uses no η (ρ = min(0.01, 1/√t)), adds ε₁ to g² inside the factors and divides by the
 plain row mean; torch uses η as ρ's cap and the decay coefficient and applies ε₁ afterwards (clamps), and means
 instead of sums (the same estimate). These rules follow torch exactly, operation by operation.
+
+Every path runs this code: on the reference loop ``param`` is one tensor and ``step`` a number; on the
+multi-tensor path they are a ``TensorList`` and a ``ScalarList`` (``descentlab.fused.tensor_list``), so the norms
+read as numbers (``RMS(w)``, ``RMS(U)``) are one ``_foreach_norm`` and one read for the whole list, the scalars
+``α``, ``β̂₂`` and the clipping are per-tensor numbers, and the element-wise updates are one ``_foreach_*`` call
+each. Only the factored second moment's reductions over one dimension and its rank-1 product have no
+``_foreach_*`` op; they run tensor by tensor (``rules.per_tensor.each``), the same ops on the same tensors.
 """
 
 from __future__ import annotations
@@ -28,61 +35,73 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from descentlab.rules.branches import by_branch, elementwise
 from descentlab.rules.per_tensor import each
 
 
-def _scales(param: Tensor, step: float, lr: float, beta2_decay: float, eps1: float | None, eps2: float
-            ) -> tuple[float, float, float]:
-    """``(1 − β̂₂, α, ε₁)`` of one tensor at step ``t``."""
+def _scales(param: Any, step: Any, lr: float, beta2_decay: float, eps1: float | None, eps2: float
+            ) -> tuple[Any, Any, float]:
+    """``(1 − β̂₂, α, ε₁)`` at step ``t``: numbers for one tensor, per-tensor lists for a list (``RMS(w)`` read
+    from one norm per tensor)."""
     one_minus_beta2 = step**beta2_decay
-    rho = min(lr, 1 / (step**0.5))
-    alpha = max(eps2, param.norm(2).item() / (param.numel() ** 0.5)) * rho
+    rho = elementwise(lambda t: min(lr, 1 / (t**0.5)), step)
+    rms = param.norm(2).item() / (param.numel() ** 0.5)
+    alpha = elementwise(lambda r: max(eps2, r), rms) * rho
     return one_minus_beta2, alpha, torch.finfo(param.dtype).eps if eps1 is None else eps1
 
 
-def _apply(param: Tensor, grad: Tensor, var_estimate: Tensor, alpha: float, eps1: float, d: float) -> None:
-    update = var_estimate.clamp_(min=eps1 * eps1).rsqrt_()
+def _apply(param: Any, grad: Any, update: Any, alpha: Any, d: float) -> None:
+    """``w ← w − α / max(1, RMS(U)/d) · U`` with ``U = g · update^(−1/2)`` (``update``: V̂ clamped to ε₁², owned)."""
+    update.rsqrt_()
     update.mul_(grad)
-    denom = max(1.0, update.norm(2).item() / ((update.numel() ** 0.5) * d))
+    denom = elementwise(lambda r: max(1.0, r), update.norm(2).item() / ((update.numel() ** 0.5) * d))
     param.add_(update, alpha=-alpha / denom)
 
 
-def _factored_one(param: Tensor, grad: Tensor, row_var: Tensor, col_var: Tensor, *, step: float, lr: float,
-                  beta2_decay: float, eps1: float | None, eps2: float, d: float, weight_decay: float) -> None:
-    if param.numel() == 0:
-        return  # nothing to step (torch divides by numel = 0 here and raises ZeroDivisionError)
-    one_minus_beta2, alpha, eps1 = _scales(param, step, lr, beta2_decay, eps1, eps2)
-    if weight_decay != 0:
-        param.mul_(1 - lr * weight_decay)
-    row_mean = torch.norm(grad, dim=-1, keepdim=True).square_().div_(grad.size(-1))  # mean(g², last dim)
+def _norm_over(grad: Tensor, *, dim: int) -> Tensor:
+    return torch.norm(grad, dim=dim, keepdim=True)
+
+
+def _product(row_var: Tensor, col_var: Tensor) -> Tensor:
+    return row_var @ col_var
+
+
+def _row_mean(row_var: Tensor) -> Tensor:
+    return row_var.mean(dim=-2, keepdim=True)
+
+
+def _factored_estimate(grad: Any, row_var: Any, col_var: Any, one_minus_beta2: Any, eps1: float) -> Any:
+    """The factored moments updated, and the rank-1 estimate ``V̂`` (new tensors): the reductions over one
+    dimension and the product per tensor, the rest element-wise."""
+    row_mean = each(_norm_over, grad, dim=-1).square_().div_(grad.size(-1))  # mean(g², last dim)
     row_var.lerp_(row_mean, one_minus_beta2)
-    col_mean = torch.norm(grad, dim=-2, keepdim=True).square_().div_(grad.size(-2))
+    col_mean = each(_norm_over, grad, dim=-2).square_().div_(grad.size(-2))
     col_var.lerp_(col_mean, one_minus_beta2)
-    var_estimate = row_var @ col_var
-    var_estimate.div_(row_var.mean(dim=-2, keepdim=True).clamp_(min=eps1))
-    _apply(param, grad, var_estimate, alpha, eps1, d)
-
-
-def _vector_one(param: Tensor, grad: Tensor, variance: Tensor, *, step: float, lr: float, beta2_decay: float,
-                eps1: float | None, eps2: float, d: float, weight_decay: float) -> None:
-    if param.numel() == 0:
-        return  # as above
-    one_minus_beta2, alpha, eps1 = _scales(param, step, lr, beta2_decay, eps1, eps2)
-    if weight_decay != 0:
-        param.mul_(1 - lr * weight_decay)
-    variance.lerp_(grad * grad, one_minus_beta2)
-    _apply(param, grad, variance.clone(), alpha, eps1, d)
+    var_estimate = each(_product, row_var, col_var)
+    var_estimate.div_(each(_row_mean, row_var).clamp_min_(eps1))
+    return var_estimate
 
 
 def adafactor_factored(param: Tensor, grad: Tensor, row_var: Tensor, col_var: Tensor, *, step: Any, lr: float,
                        beta2_decay: float, eps1: float | None, eps2: float, d: float, weight_decay: float) -> None:
     """One Adafactor step of a tensor with two or more dimensions (factored ``row_var``, ``col_var``)."""
-    each(_factored_one, param, grad, row_var, col_var, step=step, lr=lr, beta2_decay=beta2_decay, eps1=eps1,
-         eps2=eps2, d=d, weight_decay=weight_decay)
+    for nonempty, (p, g, rows, cols, t) in by_branch(param.numel() > 0, param, grad, row_var, col_var, step):
+        if not nonempty:
+            continue  # nothing to step (torch divides by numel = 0 here and raises ZeroDivisionError)
+        one_minus_beta2, alpha, eps = _scales(p, t, lr, beta2_decay, eps1, eps2)
+        if weight_decay != 0:
+            p.mul_(1 - lr * weight_decay)
+        _apply(p, g, _factored_estimate(g, rows, cols, one_minus_beta2, eps).clamp_min_(eps * eps), alpha, d)
 
 
 def adafactor_vector(param: Tensor, grad: Tensor, variance: Tensor, *, step: Any, lr: float, beta2_decay: float,
                      eps1: float | None, eps2: float, d: float, weight_decay: float) -> None:
     """One Adafactor step of a vector or a 0-d tensor (an unfactored ``variance``)."""
-    each(_vector_one, param, grad, variance, step=step, lr=lr, beta2_decay=beta2_decay, eps1=eps1, eps2=eps2, d=d,
-         weight_decay=weight_decay)
+    for nonempty, (p, g, v, t) in by_branch(param.numel() > 0, param, grad, variance, step):
+        if not nonempty:
+            continue  # as above
+        one_minus_beta2, alpha, eps = _scales(p, t, lr, beta2_decay, eps1, eps2)
+        if weight_decay != 0:
+            p.mul_(1 - lr * weight_decay)
+        v.lerp_(g * g, one_minus_beta2)
+        _apply(p, g, v.clamp_min(eps * eps), alpha, d)
