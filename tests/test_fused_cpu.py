@@ -128,6 +128,29 @@ def test_kernel_matches_reference_step_by_step(cls, opts, dtype):
     assert _fused_count(orf) == 0
 
 
+BIT_EXACT = [(descentlab.ASGD, dict(lr=0.05, lambd=0.5, alpha=0.6, t0=2, weight_decay=0.05, maximize=True)),
+             (descentlab.Lion, dict(lr=0.01, betas=(0.5, 0.9), weight_decay=0.3, maximize=True)),
+             (descentlab.ScheduleFreeSGD, dict(lr=0.1, momentum=0.8, weight_decay=0.05, warmup_steps=3, r=0.5))]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("cls, opts", BIT_EXACT, ids=lambda v: getattr(v, "__name__", None) or "opts")
+def test_kernels_without_a_square_root_equal_the_reference_bit_for_bit(cls, opts, dtype):
+    """ASGD, Lion and schedule-free SGD use only ops whose rounding the kernels mirror (mul, fma-add, lerp, sign):
+    their C path must give the reference rule's bits (docs/speed.md says so), which keeps impl="auto" equal to
+    torch / lion-pytorch / schedulefree to the bit."""
+    fused, ref, of, orf, gen = _twins(cls, opts, dtype)
+    for step in range(1, 9):
+        _same_grads(fused, ref, gen)
+        of.step()
+        orf.step()
+        for i, (p, q) in enumerate(zip(fused, ref)):
+            assert torch.equal(p, q), f"step {step}, param {i}"
+            for key, value in orf.state[q].items():
+                assert torch.equal(torch.as_tensor(of.state[p][key]), torch.as_tensor(value)), (step, i, key)
+    assert _fused_count(of) == len(fused)
+
+
 def test_asgd_scalars_of_either_dtype_each_take_their_own_bit():
     """ASGD's η_t and μ_t are 0-d state of torch's default dtype (float64 under a float64 default), independent of
     the parameters' dtype and of each other once loaded or replaced: float32 parameters with a float64 η and a
