@@ -185,3 +185,24 @@ def test_adafactor_on_matrices_dispatches_no_more_operations_than_torch_foreach(
     assert ours <= theirs, (ours, theirs)
     if tensors >= 100:
         assert ours <= 5 * tensors + 30, ours  # 4 per-matrix ops and a fixed number of list ops
+
+
+@pytest.mark.parametrize("name", ["adafactor", "asgd", "adam"])
+def test_a_parameter_listed_twice_is_stepped_twice_in_turn_as_on_the_reference_loop(name):
+    """torch steps a repeated parameter twice, one full step after the other; the list path would read both
+    copies' norms and counters before either moves, so a repeated parameter takes the reference loop."""
+    import warnings
+
+    spec = REGISTRY[name]
+    runs = []
+    for impl in ("reference", "foreach"):
+        p, q = torch.nn.Parameter(torch.linspace(-1, 1, 6)), torch.nn.Parameter(torch.ones(3))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # torch's "duplicate parameters" warning
+            opt = spec.build([p, q, p], impl=impl)
+        for step in range(4):
+            p.grad, q.grad = torch.full((6,), 0.3 + step), torch.full((3,), -0.2)
+            opt.step()
+        runs.append((p.detach().clone(), q.detach().clone()))
+    (pa, qa), (pb, qb) = runs
+    assert torch.equal(pa, pb) and torch.equal(qa, qb), (name, pa, pb)

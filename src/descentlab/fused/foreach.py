@@ -13,6 +13,7 @@ kernels take — go back to the caller for the reference loop, in group order.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any, Callable
 
 import torch
@@ -73,11 +74,13 @@ def foreach_step(state_of: Any, group: dict[str, Any], plan: StepPlan, params: l
     ≠ 0: gradients are first unscaled in place, as GradScaler would."""
     buckets: dict[tuple[torch.device, torch.dtype], list[Tensor]] = {}
     rest: list[Tensor] = []
+    listed = Counter(id(p) for p in params)
     for param in params:
         if param.grad is None:
             continue
         state = state_of.get(param) if plan.stateful else None
-        if (keep is not None and keep(param)) or not _eligible(plan, param, state, group):
+        # a parameter listed twice is stepped twice one after the other, as torch does: the reference loop's
+        if (keep is not None and keep(param)) or listed[id(param)] > 1 or not _eligible(plan, param, state, group):
             rest.append(param)
             continue
         buckets.setdefault((param.device, param.dtype), []).append(param)
