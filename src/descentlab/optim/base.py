@@ -188,7 +188,10 @@ class RuleOptimizer(StateDictOptimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        with torch.set_grad_enabled(bool(self.defaults.get("differentiable", False))):
+        wanted = bool(self.defaults.get("differentiable", False))
+        if torch.is_grad_enabled() is wanted:  # already so (a training loop under no_grad, the live lab): no context
+            return self._step(loss)
+        with torch.set_grad_enabled(wanted):
             return self._step(loss)
 
     def _step(self, loss: Any) -> Any:
@@ -266,11 +269,11 @@ class RuleOptimizer(StateDictOptimizer):
         params = group["params"]
         impl = group["impl"]
         capturable = bool(group.get("capturable"))
-        if capturable and not torch.compiler.is_compiling():
+        compiling = torch.compiler.is_compiling()
+        if capturable and not compiling:
             index = next(i for i, g in enumerate(self.param_groups) if g is group)
             check_capturable(type(self).__name__, index, group, self.state)
-        if (impl != "reference" and not capturable and not torch.compiler.is_compiling()
-                and not group.get("differentiable")):
+        if impl != "reference" and not capturable and not compiling and not group.get("differentiable"):
             fused = _fused_package()
             if impl in ("auto", "fused"):
                 params = fused.fused_cpu_step(self, group, plan, grad_inv_scale)  # one C call per dtype

@@ -61,9 +61,11 @@ def step_reference(optimizer: RuleOptimizer, plan: StepPlan, group: dict[str, An
                    grad_inv_scale: float = 0.0) -> None:
     """Step ``params`` (of ``group``) one by one with the reference rule. ``grad_inv_scale`` ≠ 0: each gradient
     is first unscaled in place (``g ← g · 1/s``, as ``GradScaler.unscale_``)."""
-    capturable = bool(group.get("capturable"))
-    with tensor_scalars(capturable):
-        _step_each(optimizer, plan, group, params, grad_inv_scale, capturable)
+    if group.get("capturable"):
+        with tensor_scalars():
+            _step_each(optimizer, plan, group, params, grad_inv_scale, True)
+    elif params:  # the fast paths usually leave nothing: no generator context, no loop to enter (a tiny model's
+        _step_each(optimizer, plan, group, params, grad_inv_scale, False)  # step is counted in microseconds)
 
 
 def _on_device(state: dict[str, Any], device: torch.device) -> None:

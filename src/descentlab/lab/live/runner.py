@@ -77,35 +77,36 @@ def simulate(problem: Problem, start: tuple[float, float], steps: int, name: str
     step = bare_step(opt)
     x, y = points[0]
     n, diverged = steps, False
-    try:
-        for t in range(steps):  # the hot loop: a few Python float operations around the optimizer's step
-            if rates is not None:
-                group["lr"] = rates[t]
-            if closure_driven:
-                opt.step(closure)
-            else:
-                if gen is None:
-                    g = gradient(x, y)
-                    evaluations += 1
+    with torch.no_grad():  # the step then needs no autograd context of its own (L-BFGS enters its own)
+        try:
+            for t in range(steps):  # the hot loop: a few Python float operations around the optimizer's step
+                if rates is not None:
+                    group["lr"] = rates[t]
+                if closure_driven:
+                    opt.step(closure)
                 else:
-                    g = noisy_gradient(x, y)
-                g_view[0], g_view[1] = g
-                grads.append(g)
-                step()
-            point = here.tolist()
-            points.append(point)
-            x, y = point
-            if t == 0:
-                state = opt.state.get(param, {})
-                record = [(k, v.detach().numpy(), []) for k, v in state.items()
-                          if isinstance(v, torch.Tensor) and v.shape == (2,)]
-            for _, view, rows in record:
-                rows.append(view.tolist())
-            if not (abs(x - cx) <= limit and abs(y - cy) <= limit):  # also False for nan
-                n, diverged = t, True
-                break
-    except (ArithmeticError, ValueError):  # a typed f whose gradient has no value here
-        n, diverged = t, True
+                    if gen is None:
+                        g = gradient(x, y)
+                        evaluations += 1
+                    else:
+                        g = noisy_gradient(x, y)
+                    g_view[0], g_view[1] = g
+                    grads.append(g)
+                    step()
+                point = here.tolist()
+                points.append(point)
+                x, y = point
+                if t == 0:
+                    state = opt.state.get(param, {})
+                    record = [(k, v.detach().numpy(), []) for k, v in state.items()
+                              if isinstance(v, torch.Tensor) and v.shape == (2,)]
+                for _, view, rows in record:
+                    rows.append(view.tolist())
+                if not (abs(x - cx) <= limit and abs(y - cy) <= limit):  # also False for nan
+                    n, diverged = t, True
+                    break
+        except (ArithmeticError, ValueError):  # a typed f whose gradient has no value here
+            n, diverged = t, True
     path = np.array(points[:n + 1], dtype=np.float64).reshape(-1, 2)
     with torch.no_grad():
         values = problem.landscape(torch.from_numpy(path)).numpy()
