@@ -412,8 +412,8 @@ class CompareResult:
             secs = [r["seconds_to_target"] for r in ok if r["seconds_to_target"] is not None]
             # evaluations of the loss and its gradient per step: 1 for a gradient method; L-BFGS (step(closure))
             # makes several per step on the same batch, which fit counts
-            per_step = [r["epochs"][-1].get("evaluations", r["epochs"][-1]["steps"]) / r["epochs"][-1]["steps"]
-                        for r in ok if r["epochs"] and r["epochs"][-1]["steps"]]
+            last = [r["epochs"][-1] for r in ok if r["epochs"] and r["epochs"][-1].get("steps")]
+            per_step = [row.get("evaluations", row["steps"]) / row["steps"] for row in last]
             rows.append({"optimizer": name, **{f"best_{k}": v for k, v in self.best[name].items()},
                          "metric": metric, "mean": statistics.fmean(values) if values else math.nan,
                          "std": statistics.pstdev(values) if len(values) > 1 else 0.0,
