@@ -29,6 +29,7 @@ from descentlab.data.batches import MiniBatches, check_batch_size
 from descentlab.schedules import check_unit
 from descentlab.train.closure import ClosureStep, FirstLossNotFinite, needs_closure
 from descentlab.train.checkpoint import list_checkpoints, load_latest_checkpoint, save_checkpoint
+from descentlab.train.eval_switch import EvalWeights
 from descentlab.train.history import History
 from descentlab.train.losses import LossFn, get_loss
 from descentlab.train.progress import Progress
@@ -250,6 +251,20 @@ def fit(model: torch.nn.Module, data: Any, optimizer: torch.optim.Optimizer, *, 
     with a closure on each batch (zero the gradients, the batch's loss, ``backward()``, return the loss), which it
     may call several times per step; each epoch's row then holds ``evaluations``, the closure evaluations so far.
 
+    An optimizer with a train / eval switch (schedule-free: :func:`descentlab.train.eval_switch.has_train_eval_switch`)
+    is used as facebookresearch's ``schedulefree`` package says: gradients are taken in train mode (the parameters
+    hold y), and before every evaluation (the epoch's training and validation loss and accuracy) and every
+    checkpoint ``optimizer.eval()`` puts the averaged weights x in the model, ``optimizer.train()`` puts y back
+    before the next step — bit for bit (the exact y is kept and copied back, so evaluating never changes the
+    training trajectory). Checkpoints are stored in eval mode as the package asks: ``"model"`` holds x and the
+    optimizer state says eval mode (its ``train_mode``), and ``"train_model"`` holds the exact y that a resume
+    continues from. ``fit`` returns with the optimizer in eval mode and the model at x (the weights to test and
+    deploy): call ``optimizer.train()`` before stepping it again (``fit`` itself does). BatchNorm: descentlab's
+    models have none; in a model of yours with BatchNorm the running statistics are those gathered during
+    training, at y — ``fit`` does not recompute them at x (the package's caveat: recompute them with forward passes
+    in ``model.train()`` mode after ``optimizer.eval()``, or use PreciseBN), so such a model is evaluated at x
+    with y's statistics.
+
     A checkpoint's fields are checked on resume (types, a position inside the run, a step count matching the
     history; optimizer state as the constructor checks its arguments) and a bad one is refused by name.
     """
@@ -294,6 +309,7 @@ def fit(model: torch.nn.Module, data: Any, optimizer: torch.optim.Optimizer, *, 
     evaluations = 0  # closure evaluations so far (optimizers stepped through step(closure))
     config = {"seed": seed, "batch_size": batches.batch_size, "n": batches.n, "schedule_unit": schedule_unit}
     last_checkpoint: list[str] = []
+    switch = EvalWeights(optimizer, model)  # schedule-free: evaluate and checkpoint at x, step at y
     if checkpoint_dir is not None and resume:
         ck = load_latest_checkpoint(checkpoint_dir)
         if ck is not None:
@@ -319,6 +335,14 @@ def fit(model: torch.nn.Module, data: Any, optimizer: torch.optim.Optimizer, *, 
                 raise ValueError(f"checkpoint {ck['path']} holds a malformed optimizer state ({err!r})") from None
             except ValueError as err:
                 raise ValueError(f"checkpoint {ck['path']}: {err}") from None
+            train_model = ck.get("train_model")
+            if train_model is not None and not isinstance(train_model, dict):
+                raise ValueError(f"checkpoint {ck['path']} is malformed: 'train_model' is {type(train_model).__name__}")
+            try:  # a checkpoint at the evaluation weights (x): back to train mode at its exact y
+                switch.resume(train_model)
+            except RuntimeError as err:
+                raise ValueError(f"checkpoint {ck['path']} holds another model's training weights: "
+                                 f"{str(err).splitlines()[0]}") from None
             try:
                 history = History.from_state_dict(ck["history"])
             except (KeyError, TypeError, ValueError) as err:
@@ -351,13 +375,21 @@ def fit(model: torch.nn.Module, data: Any, optimizer: torch.optim.Optimizer, *, 
             raise diverged(f"non-finite weights after step {step}, epoch {epoch}", step, math.nan)
         if rank != 0:
             return
+        was_at_eval = switch.at_eval
+        switch.to_eval()  # schedule-free: stored in eval mode (x), as the package asks, with the exact y beside it
         payload = {"config": config, "run": run_config, "model": model.state_dict(),
                    "optimizer": optimizer.state_dict(), "history": history.state_dict(), "epoch": epoch,
                    "batch": batch, "step": step, "samples": samples, "seconds": elapsed + time.perf_counter() - t0,
                    "skipped": skipped, "base_lrs": [float(v) for v in base_lrs], "rng": _rng_state()}
+        if switch.train_state is not None:
+            payload["train_model"] = switch.train_state
         if closure_step is not None:
             payload["evaluations"] = closure_step.evaluations
-        last_checkpoint.append(str(save_checkpoint(checkpoint_dir, step, payload, keep_last)))
+        try:
+            last_checkpoint.append(str(save_checkpoint(checkpoint_dir, step, payload, keep_last)))
+        finally:
+            if not was_at_eval:
+                switch.to_train()
 
     net = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
     closure_step = ClosureStep(optimizer, evaluations) if needs_closure(optimizer) else None
@@ -368,6 +400,7 @@ def fit(model: torch.nn.Module, data: Any, optimizer: torch.optim.Optimizer, *, 
     out_of_time = False
     try:
         for epoch in range(start_epoch, epochs):
+            switch.to_train()  # y back in the parameters (bit for bit) before the epoch's first step
             if schedule is not None and schedule_unit == "epoch":
                 _set_rates(optimizer, schedule, epoch, base_lrs)
             epoch_start = time.perf_counter()
@@ -414,6 +447,7 @@ def fit(model: torch.nn.Module, data: Any, optimizer: torch.optim.Optimizer, *, 
             epoch_seconds = time.perf_counter() - epoch_start  # the steps only, not the evaluation below
             start_batch = 0
             row: dict[str, Any] = {"epoch": epoch, **({"partial": True} if out_of_time else {})}
+            switch.to_eval()  # schedule-free: the metrics (and the checkpoint below) at the averaged weights x
             train_eval = evaluate(model, data if isinstance(data, (tuple, list)) else next(
                 MiniBatches(data, "full", shuffle=False).batches(0)), loss_fn, accuracy)
             row.update({f"train_{k}": v for k, v in train_eval.items()})
@@ -434,6 +468,10 @@ def fit(model: torch.nn.Module, data: Any, optimizer: torch.optim.Optimizer, *, 
             checkpoint(epoch + 1, 0)
             if max_seconds is not None and _any_rank(elapsed + time.perf_counter() - t0 >= max_seconds, distributed):
                 break
+        switch.to_eval()  # the model returned holds the weights to test and deploy (x); a no-op when already there
+    except BaseException:
+        switch.to_train()  # an interrupted run leaves the model where training stood (y), in train mode
+        raise
     finally:
         bar.close()
     return history

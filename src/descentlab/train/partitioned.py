@@ -6,7 +6,9 @@ layer, and any internal gains or biases should be optimized using a standard met
 :func:`split_matrices` builds that split for a registry row that requires ``"matrices"`` (``muon``): its 2-D
 parameters to the row, every other one to AdamW. :class:`Partitioned` then looks to ``fit`` like one optimizer:
 ``param_groups`` lists every part's groups (the same dicts, so a schedule that sets ``group["lr"]`` sets the
-part's rate), ``zero_grad``, ``step`` and ``state_dict`` / ``load_state_dict`` go to every part.
+part's rate), ``zero_grad``, ``step`` and ``state_dict`` / ``load_state_dict`` go to every part, and the
+schedule-free switch (``train()`` / ``eval()``, :mod:`descentlab.train.eval_switch`) to every part that has it:
+``has_train_eval_switch`` says whether one does.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from typing import Any, Callable, Iterable
 
 import torch
 from torch.optim import Optimizer
+
+from descentlab.train.eval_switch import has_train_eval_switch
 
 #: The optimizer of the parameters a matrices-only row does not step (torch's Muon docs: AdamW) and its rate.
 COMPANION = "adamw"
@@ -61,6 +65,24 @@ class Partitioned(Optimizer):
                              f"{len(parts) if isinstance(parts, list) else 'no'} parts")
         for part, saved in zip(self.parts, parts):
             part.load_state_dict(saved)
+
+    @property
+    def has_train_eval_switch(self) -> bool:
+        """Whether a part has the schedule-free train / eval switch (then ``fit`` calls :meth:`train` /
+        :meth:`eval` as for that optimizer alone)."""
+        return any(has_train_eval_switch(part) for part in self.parts)
+
+    def train(self) -> None:
+        """``train()`` on every part that has the switch (the others have no modes)."""
+        for part in self.parts:
+            if has_train_eval_switch(part):
+                part.train()  # type: ignore[attr-defined]
+
+    def eval(self) -> None:
+        """``eval()`` on every part that has the switch."""
+        for part in self.parts:
+            if has_train_eval_switch(part):
+                part.eval()  # type: ignore[attr-defined]
 
     def __repr__(self) -> str:
         return f"Partitioned({', '.join(type(p).__name__ for p in self.parts)})"
