@@ -43,6 +43,6 @@ def schedulefree_adamw(param: Tensor, grad: Tensor, z: Tensor, exp_avg_sq: Tenso
     exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
     denom = exp_avg_sq.div(bias_correction2).sqrt_().add_(eps)
     d = grad.div(denom)  # the package divides .grad in place; the parameter's gradient is left alone here
-    if decay != 0:
-        d.add_(param, alpha=decay)
+    if decay != 0:  # out of place: g / D of a zero gradient (torch's ZeroTensor) is itself an immutable ZeroTensor
+        d = d.add(param, alpha=decay)
     _interpolate(param, z, d, lr=lr, beta=beta1, ckp1=ckp1)
