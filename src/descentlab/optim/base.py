@@ -199,7 +199,10 @@ class RuleOptimizer(StateDictOptimizer):
             # torch.optim's fused classes refuse, at the step, parameters its fused kernels cannot take
             fused = [group for group in self.param_groups if group.get("fused")]
             check_fused_params(type(self).__name__, self.param_groups)
-            self._need_device_dtype_check_for_fused = not any(p.grad is not None for g in fused for p in g["params"])
+            # until a fused group has had gradients; without a fused group nothing is left to check (a group added
+            # later sets the flag again)
+            self._need_device_dtype_check_for_fused = bool(fused) and not any(
+                p.grad is not None for g in fused for p in g["params"])
         found_inf = getattr(self, "found_inf", None)
         if found_inf is not None and bool(found_inf):
             return loss  # GradScaler found inf/NaN: no parameter or state changes, the scale is lowered
