@@ -1,4 +1,8 @@
-"""``descentlab lr-find DATASET --model M --optimizer O --out DIR``: the learning-rate range test."""
+"""``descentlab lr-find DATASET --model M --optimizer O --out DIR``: the learning-rate range test.
+
+Every registry row runs or is refused in one line naming the reason and the rows that run
+(:func:`descentlab.lab.lr_find.lr_find_refusal`: ``lbfgs`` picks its own step, ``sparseadam`` needs sparse gradients);
+``muon`` sweeps Muon's rate on the 2-D weights, AdamW stepping the rest at its ratio, as ``train`` builds it."""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("lr-find", help="learning-rate range test (Smith 2017) on a dataset")
     p.add_argument("dataset")
     p.add_argument("--model", help="default: by task (linear / logistic / quadratic)")
-    p.add_argument("--optimizer", default="sgd")
+    p.add_argument("--optimizer", default="sgd", help="a registry row (lbfgs and sparseadam are refused, with why)")
     p.add_argument("--opt", help="optimizer options, e.g. momentum=0.9")
     p.add_argument("--start-lr", type=number(0, low_open=True), default=1e-6, help="a finite number > 0")
     p.add_argument("--end-lr", type=number(0, low_open=True), default=10.0, help="a finite number > --start-lr")
@@ -38,7 +42,7 @@ def _batch_size(text: str) -> int | str:
 
 def run(args: argparse.Namespace) -> int:
     from descentlab import datasets
-    from descentlab.lab.lr_find import find_lr
+    from descentlab.lab.lr_find import check_lr_findable, find_lr
     from descentlab.lab.options import check_name, parse_pairs
     from descentlab.lab.train_run import Setting
     from descentlab.optim.registry import get_spec
@@ -48,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
     from descentlab.outputs import folder_lock, staged
 
     check_name("dataset", args.dataset, datasets.names())
-    get_spec(args.optimizer)
+    spec = get_spec(args.optimizer)
+    check_lr_findable(args.optimizer)
     if not args.start_lr < args.end_lr:
         raise ValueError(f"--end-lr must be larger than --start-lr, got --start-lr {args.start_lr:g} and "
                          f"--end-lr {args.end_lr:g}")
@@ -70,6 +75,12 @@ def run(args: argparse.Namespace) -> int:
             result.plot(stage / names[0], title=f"lr range test: {args.dataset} · {model_name} · {args.optimizer}")
             result.to_csv(stage / names[1])
     print(f"suggested learning rate for {args.optimizer}: {result.suggestion:.3g}")
+    if "matrices" in spec.requires:
+        from descentlab.train.partitioned import COMPANION
+
+        ratio = get_spec(COMPANION).lr / spec.lr
+        print(f"({args.optimizer}'s rate on the 2-D weights; {COMPANION} steps the other parameters at {ratio:g} × it, "
+              "as train and compare build it)")
     print(f"rule: {result.rule}")
     print(f"(min-loss rate / 10: {result.min_loss_lr:.3g}; {result.extra['steps_run']} steps run)")
     print(f"wrote {out / names[0]} and {out / names[1]}")

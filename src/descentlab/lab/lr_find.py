@@ -7,6 +7,12 @@ window proportional to the sweep (4 % of its steps), forwards and backwards, so 
 the raw one; the suggestion is the rate at the lowest smoothed loss divided by 10 (the rule that came closest
 to the best decade of rates on several datasets, models and optimizers, see :data:`RULES`). The model and optimizer are
 restored afterwards.
+
+Every registry row either runs or is refused with :class:`LRFindNotApplicable`, naming the reason and the rows
+that run (:func:`lr_find_refusal`): ``muon`` (matrices only) steps the 2-D weights and AdamW the other parameters,
+as ``train`` and ``compare`` build it (:func:`descentlab.train.partitioned.split_matrices`) — the rate swept is
+Muon's, AdamW's keeps its ratio to it; ``lbfgs`` (``step(closure)``) picks its own step, so the test does not apply;
+``sparseadam`` takes sparse gradients only, and the models here give dense ones.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import copy
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
@@ -23,6 +29,81 @@ import torch
 from descentlab.averaging import EMA
 from descentlab.data.batches import MiniBatches
 from descentlab.train.losses import LossFn, get_loss
+
+#: What the range test offers a registry row beyond the ordinary contract (``registry.REQUIREMENTS``): matrices —
+#: the 2-D weights to the row, the other parameters to AdamW (``train.partitioned``), as ``train`` / ``compare``.
+LR_FIND_OFFERS: tuple[str, ...] = ("matrices",)
+
+#: Why the range test refuses a row with a requirement it does not offer.
+REFUSALS: dict[str, str] = {
+    "closure": "it picks its own step: one step(closure) runs up to max_iter quasi-Newton iterations on the batch, "
+               "and with line_search_fn='strong_wolfe' a line search sets the step length (lr is only its first "
+               "trial), so a range test (one step per rate, the loss showing what the rate does) does not apply; "
+               "train it at its default lr",
+    "sparse": "it takes sparse gradients only (nn.Embedding(sparse=True)) and the lab's models give dense ones, as "
+              "train says too (from Python, a model with sparse embeddings may pass its own make_optimizer)",
+}
+
+
+class LRFindNotApplicable(ValueError):
+    """The range test refuses this optimizer: ``name`` (a registry row, or the optimizer's class), ``reason`` and
+    ``works``, the registry rows it runs with."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        self.name, self.reason, self.works = name, reason, lr_findable_names()
+        super().__init__(f"lr-find does not apply to {name}: {reason}. It runs with {', '.join(self.works)}")
+
+
+def lr_find_refusal(name: str) -> str | None:
+    """Why the range test refuses registry row ``name`` (the first requirement it does not offer, in
+    :data:`REFUSALS`' words), or ``None`` when it runs it."""
+    from descentlab.optim.registry import get_spec
+
+    missing = sorted(get_spec(name).requires - set(LR_FIND_OFFERS))
+    return REFUSALS[missing[0]] if missing else None
+
+
+def lr_findable_names() -> list[str]:
+    """The registry rows the range test runs, in table order."""
+    from descentlab.optim.registry import optimizer_names
+
+    return [name for name in optimizer_names() if lr_find_refusal(name) is None]
+
+
+def check_lr_findable(name: str) -> None:
+    """Raise :class:`LRFindNotApplicable` for a registry row the range test refuses."""
+    reason = lr_find_refusal(name)
+    if reason is not None:
+        raise LRFindNotApplicable(name, reason)
+
+
+def registry_optimizer(name: str, options: dict[str, Any] | None = None) -> Callable[..., Any]:
+    """``make(params, lr)`` for registry row ``name`` with ``options``, built as ``train`` builds it (a matrices-only
+    row: the 2-D parameters to it, the others to AdamW); a row the range test refuses raises
+    :class:`LRFindNotApplicable` here."""
+    from descentlab.optim.registry import get_spec
+
+    spec = get_spec(name)
+    check_lr_findable(name)
+    options = dict(options or {})
+
+    def make(params: Iterable[Any], lr: float) -> Any:
+        if "matrices" in spec.requires:
+            from descentlab.train.partitioned import split_matrices
+
+            return split_matrices(name, params, lr, options)
+        return spec.build(params, lr=lr, **options)
+
+    return make
+
+
+def _refuse_unfit(optimizer: Any) -> None:
+    """Refuse an optimizer built by a caller's factory that the range test cannot step: one that needs
+    ``step(closure)`` (L-BFGS). (A caller's SparseAdam runs: its model may have sparse embeddings.)"""
+    from descentlab.train.closure import needs_closure
+
+    if needs_closure(optimizer):
+        raise LRFindNotApplicable(type(optimizer).__name__, REFUSALS["closure"])
 
 
 @dataclass
@@ -85,25 +166,29 @@ def find_lr(setting: Any, *, data: Any = None, start_lr: float = 1e-6, end_lr: f
     """The range test for a :class:`descentlab.lab.train_run.Setting`: its model (initial weights from its seed),
     optimizer with its options, task loss, batch mode and seed, on ``data`` (loaded from the setting if not given)."""
     from descentlab.lab.train_run import build_model
-    from descentlab.optim.registry import get_spec
     from descentlab.train.losses import TASK_LOSS
 
+    make = registry_optimizer(setting.optimizer, setting.options)  # refuses lbfgs, sparseadam before any loading
     data = data if data is not None else setting.load()
-    spec = get_spec(setting.optimizer)
     model, _ = build_model(setting, data)
-    return lr_find(model, data.train, lambda params, lr: spec.build(params, lr=lr, **setting.options),
-                   loss=TASK_LOSS[data.task], start_lr=start_lr, end_lr=end_lr, steps=steps,
+    return lr_find(model, data.train, make, loss=TASK_LOSS[data.task], start_lr=start_lr, end_lr=end_lr, steps=steps,
                    batch_size=setting.batch_size, seed=setting.seed, rule=rule)
 
 
-def lr_find(model: torch.nn.Module, data: tuple[torch.Tensor, torch.Tensor], make_optimizer: Callable[..., Any], *,
+def lr_find(model: torch.nn.Module, data: tuple[torch.Tensor, torch.Tensor], make_optimizer: Callable[..., Any] | str, *,
             loss: str | LossFn, start_lr: float = 1e-6, end_lr: float = 10.0, steps: int = 100,
             batch_size: int | str = 64, beta: float | None = None, diverge_factor: float = 4.0, seed: int = 0,
             rule: str = "minimum") -> LRFindResult:
-    """Run the range test on a copy of ``model``; ``make_optimizer(params, lr)`` builds the optimizer.
+    """Run the range test on a copy of ``model``; ``make_optimizer(params, lr)`` builds the optimizer, or names a
+    registry row (built as :func:`registry_optimizer` builds it, with the row's defaults).
 
     ``beta`` (default: ``1 − 1/w`` with a window ``w = max(2, steps // 25)``, 4 % of the sweep) smooths the
-    loss; ``rule`` picks the suggestion (see :data:`RULES`)."""
+    loss; ``rule`` picks the suggestion (see :data:`RULES`). With several param groups (``muon``'s AdamW part
+    included) group 0 takes the swept rate and the others keep their initial ratio to it, as ``fit``'s schedules;
+    the rates reported and suggested are group 0's. An optimizer that needs ``step(closure)`` (L-BFGS), or a
+    registry name the test refuses, raises :class:`LRFindNotApplicable` before any step."""
+    if isinstance(make_optimizer, str):
+        make_optimizer = registry_optimizer(make_optimizer)
     if rule not in RULES:
         raise ValueError(f"rule must be one of {', '.join(RULES)}, got {rule!r}")
     if beta is None:
@@ -120,6 +205,9 @@ def lr_find(model: torch.nn.Module, data: tuple[torch.Tensor, torch.Tensor], mak
     model = copy.deepcopy(model)
     model.train()
     optimizer = make_optimizer(model.parameters(), lr=start_lr)
+    _refuse_unfit(optimizer)
+    base = [float(group["lr"]) for group in optimizer.param_groups]
+    ratios = [b / base[0] if base[0] > 0 else 1.0 for b in base]  # 1.0 exactly for group 0 (and equal rates)
     batches = MiniBatches(data, batch_size, seed=seed)
     ratio = (end_lr / start_lr) ** (1.0 / (steps - 1))
     avg = EMA(beta)
@@ -130,8 +218,12 @@ def lr_find(model: torch.nn.Module, data: tuple[torch.Tensor, torch.Tensor], mak
     epoch, stream = 0, iter(batches.batches(0))
     for i in range(steps):
         lr = float(start_lr * ratio**i)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        for group, ratio_to_first in zip(optimizer.param_groups, ratios):
+            rate = lr * ratio_to_first
+            if isinstance(group["lr"], torch.Tensor):
+                group["lr"].fill_(rate)
+            else:
+                group["lr"] = rate
         try:
             x, y = next(stream)
         except StopIteration:

@@ -88,19 +88,23 @@ class Partitioned(Optimizer):
         return f"Partitioned({', '.join(type(p).__name__ for p in self.parts)})"
 
 
-def split_matrices(name: str, model: torch.nn.Module, lr: float, options: dict[str, Any]) -> Optimizer:
+def split_matrices(name: str, model: torch.nn.Module | Iterable[torch.Tensor], lr: float,
+                   options: dict[str, Any]) -> Optimizer:
     """Registry row ``name`` (matrices only) over ``model``'s 2-D parameters at ``lr`` with ``options``, and AdamW
     over the others at its registry rate scaled as ``lr`` is scaled from the row's own (so tuning ``lr`` moves
-    both); a model without 2-D parameters is refused, naming the row and the shapes it has."""
+    both); a model without 2-D parameters is refused, naming the row and the shapes it has. ``model`` may also be
+    the parameters themselves (what an optimizer factory ``make(params, lr)`` is given: ``lr_find``)."""
     from descentlab.optim.registry import get_spec
 
     spec, companion = get_spec(name), get_spec(COMPANION)
-    params = [p for p in model.parameters() if p.requires_grad]
+    given = model.parameters() if isinstance(model, torch.nn.Module) else model
+    what = type(model).__name__ if isinstance(model, torch.nn.Module) else "the parameters given"
+    params = [p for p in given if p.requires_grad]
     matrices = [p for p in params if p.ndim == 2 and not p.is_complex()]
     rest = [p for p in params if not (p.ndim == 2 and not p.is_complex())]
     if not matrices:
         shapes = sorted({tuple(p.shape) for p in params})
-        raise ValueError(f"{name} steps 2-D parameters only, and {type(model).__name__} has none (its parameters' "
+        raise ValueError(f"{name} steps 2-D parameters only, and {what} has none (its parameters' "
                          f"shapes: {shapes}); choose a model with weight matrices (linear, logistic, mlp)")
     main = spec.build(matrices, lr=lr, **options)
     if not rest:
