@@ -217,3 +217,22 @@ def test_a_real_kill_mid_run_resumes_bit_exactly(tmp_path):
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), f"{key} differs after resume"
+
+
+def test_a_batchnorm_model_is_warned_about_and_a_plain_optimizer_is_not(data):
+    def net():
+        torch.manual_seed(0)
+        return torch.nn.Sequential(torch.nn.Linear(data.n_features, 8), torch.nn.BatchNorm1d(8),
+                                   torch.nn.Linear(8, data.n_outputs))
+
+    model = net()
+    with pytest.warns(UserWarning, match=r"BatchNorm running statistics of 1 are gathered at y"):
+        fit(model, data.train, descentlab.ScheduleFreeAdamW(model.parameters(), lr=0.01), loss="cross_entropy",
+            epochs=1, batch_size=BATCH, progress=False)
+    import warnings
+
+    model = net()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit(model, data.train, descentlab.Adam(model.parameters(), lr=0.01), loss="cross_entropy", epochs=1,
+            batch_size=BATCH, progress=False)

@@ -7,13 +7,20 @@ facebookresearch's ``schedulefree`` package asks its users to call ``optimizer.t
 evaluation weights in the model for an evaluation or a checkpoint and afterwards puts back the training point
 *bit for bit* (``train()`` after ``eval()`` returns to y only up to float rounding — two lerps — so the exact y
 taken before ``eval()`` is copied back after ``train()``): evaluating never changes the training trajectory.
+
+BatchNorm (the package's caveat): running statistics are gathered in the training forward passes, at y, and
+``fit`` does not recompute them at x, so a model with BatchNorm is evaluated at x with y's statistics.
+descentlab's models have no BatchNorm; for a model of yours that has, :class:`EvalWeights` warns once (recompute
+the statistics at x — forward passes in ``model.train()`` mode after ``optimizer.eval()`` — or use PreciseBN).
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
+from torch.nn.modules.batchnorm import _BatchNorm
 
 
 def has_train_eval_switch(optimizer: Any) -> bool:
@@ -46,6 +53,13 @@ class EvalWeights:
         self.optimizer, self.model = optimizer, model
         self.switch = has_train_eval_switch(optimizer)
         self.train_state: dict[str, torch.Tensor] | None = None  # y, exactly, while the model holds x
+        norms = [name for name, module in model.named_modules()
+                 if isinstance(module, _BatchNorm) and module.track_running_stats]
+        if self.switch and norms:
+            warnings.warn(f"{type(optimizer).__name__} evaluates at its averaged weights x, but the BatchNorm running "
+                          f"statistics of {', '.join(norms[:3])}{' …' if len(norms) > 3 else ''} are gathered at y "
+                          "and fit does not recompute them at x (schedulefree's caveat): the metrics are at x with "
+                          "y's statistics", UserWarning, stacklevel=3)
 
     @property
     def at_eval(self) -> bool:

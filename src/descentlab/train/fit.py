@@ -263,7 +263,7 @@ def fit(model: torch.nn.Module, data: Any, optimizer: torch.optim.Optimizer, *, 
     models have none; in a model of yours with BatchNorm the running statistics are those gathered during
     training, at y — ``fit`` does not recompute them at x (the package's caveat: recompute them with forward passes
     in ``model.train()`` mode after ``optimizer.eval()``, or use PreciseBN), so such a model is evaluated at x
-    with y's statistics.
+    with y's statistics, and ``fit`` warns that it is.
 
     A checkpoint's fields are checked on resume (types, a position inside the run, a step count matching the
     history; optimizer state as the constructor checks its arguments) and a bad one is refused by name.
