@@ -12,7 +12,8 @@ Every registry row either runs or is refused with :class:`LRFindNotApplicable`, 
 that run (:func:`lr_find_refusal`): ``muon`` (matrices only) steps the 2-D weights and AdamW the other parameters,
 as ``train`` and ``compare`` build it (:func:`descentlab.train.partitioned.split_matrices`) — the rate swept is
 Muon's, AdamW's keeps its ratio to it; ``lbfgs`` (``step(closure)``) picks its own step, so the test does not apply;
-``sparseadam`` takes sparse gradients only, and the models here give dense ones.
+``sparseadam`` takes sparse gradients only, and the models here give dense ones. The schedule-free rows' mini-batch
+losses are those at y, the point their gradients are taken at (the sweep never evaluates, so never switches to x).
 """
 
 from __future__ import annotations
