@@ -37,6 +37,9 @@ class _ScheduleFree(RuleOptimizer):
     #: not linear in the rate (the average's weights are lr_max^weight_lr_power), so one run cannot stand in for
     #: many rates (the lab's batched race; see docs/optimizers.md).
     step_is_linear_in_lr = False
+    #: ``train()`` / ``eval()`` move the parameters between y and x: ``descentlab.fit`` evaluates and checkpoints in
+    #: eval mode (``descentlab.train.eval_switch``).
+    has_train_eval_switch = True
 
     def _beta(self, group: dict[str, Any]) -> float:  # pragma: no cover - abstract
         raise NotImplementedError
