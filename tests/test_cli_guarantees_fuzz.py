@@ -97,10 +97,12 @@ BAD_HOSTS = ["", " ", "a b", "256.1.1.1", "::1::", "lab.invalid", "1"]
 @pytest.mark.slow
 def test_lab_refuses_bad_flags_in_one_line_and_never_serves():
     flags, _ = _options("lab")
-    assert sorted(flags) == ["--host", "--port"]
+    assert sorted(flags) == ["--host", "--port", "--workers"]
+    bad = {"--host": NASTY + BAD_HOSTS, "--port": NASTY + ["65536", "0x10", "8765.5"],
+           "--workers": ["abc", "nan", "-1", "65", "1.5"]}  # 0..64
     cases, named = [], []
     for flag in flags:
-        for value in NASTY + (BAD_HOSTS if flag == "--host" else ["65536", "0x10", "8765.5"]):
+        for value in bad[flag]:
             cases.append(["lab", "--no-browser", f"{flag}={value}"])
             named.append(flag)
     for args, flag in ((["--bogus"], "--bogus"), (["--hots", "127.0.0.1"], "--hots"), (["--port"], "--port"),
