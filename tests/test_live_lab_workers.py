@@ -4,6 +4,8 @@ as one computed in the server's process; a worker that dies or is busy costs spe
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -50,6 +52,23 @@ def test_a_dead_worker_is_dropped_and_its_share_computed_here():
         assert pool.count == 0
     finally:
         pool.close()
+
+
+def test_a_stuck_worker_is_dropped_after_the_timeout(monkeypatch):
+    from descentlab.lab.live import workers as workers_module
+
+    pool = RunWorkers(1)
+    process = pool._workers[0].process
+    try:
+        assert pool.wait_ready() == 1
+        os.kill(process.pid, signal.SIGSTOP)  # alive, but never answers
+        monkeypatch.setattr(workers_module, "ANSWER_TIMEOUT", 0.5)
+        assert api.race_bytes(BODY, cache=None, workers=pool) == api.race_bytes(BODY, cache=None)
+        assert pool.count == 0
+    finally:
+        os.kill(process.pid, signal.SIGCONT)
+        pool.close()
+    assert not process.is_alive()
 
 
 def test_a_busy_worker_is_skipped(workers):

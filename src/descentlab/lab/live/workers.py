@@ -9,7 +9,7 @@ whichever process, so the answer is the same bytes (tests/test_live_lab.py check
 Workers are started with ``spawn`` (a fresh interpreter: forking a process that runs threads or OpenMP is not
 safe), each warmed by a small race before it reports ready, limited to one torch thread. A worker busy with
 another request is skipped; one that died is dropped and its share computed here, so a request never fails
-because a worker is gone.
+because a worker is gone (or stuck: after ANSWER_TIMEOUT seconds it is dropped too).
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from descentlab.lab.live.runner import RunTask, compute_run
 
 #: workers :func:`default_count` starts at most (a race has at most a dozen runs)
 MAX_DEFAULT_WORKERS = 3
+#: seconds a request waits for a worker's share (a share is a few runs of at most 5000 steps: well under a second)
+ANSWER_TIMEOUT = 60.0
 
 
 def default_count() -> int:
@@ -131,6 +133,8 @@ class RunWorkers:
             finally:  # every answer is read, even when this process's share raised: the pipes stay in step
                 for worker, share in sent:
                     try:
+                        if not worker.conn.poll(ANSWER_TIMEOUT):  # stuck: dropped, its share computed here
+                            raise TimeoutError
                         status, answer = worker.conn.recv()
                     except (EOFError, OSError):
                         self._drop(worker)
