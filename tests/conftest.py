@@ -43,7 +43,9 @@ def chromium() -> str:
 
 def run_chromium(chromium: str, url: str, *extra: str, timeout: int = 90) -> subprocess.CompletedProcess:
     """Run headless Chromium on ``url`` with a fresh profile; stdout has the DOM when --dump-dom is given."""
-    with tempfile.TemporaryDirectory() as profile:
+    # Chromium's helper processes can outlive the browser by a moment and still write into the profile: a left
+    # temporary folder is harmless, a teardown error on it is not
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         return subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *extra, url],
                               capture_output=True, text=True, timeout=timeout)
 

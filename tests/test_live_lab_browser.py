@@ -142,7 +142,9 @@ def lab_server():
 
 @pytest.fixture
 def page(chromium, lab_server):
-    with tempfile.TemporaryDirectory() as profile:
+    # Chromium's helper processes can outlive the browser by a moment and still write into the profile: a left
+    # temporary folder is harmless, a teardown error on it is not
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         proc = subprocess.Popen([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0",
                                  "--remote-debugging-address=127.0.0.1", "--window-size=1300,1100", "about:blank"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
