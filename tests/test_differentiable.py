@@ -32,10 +32,11 @@ def _stepped(cls, p, grad, state, options):
     return p, opt.state[p]
 
 
-def _state(name, options, p):
-    """The state after three ordinary steps (taken by torch's class, float64)."""
+def _state(cls, options, p):
+    """The state after three ordinary steps of ``cls`` (torch's class, or descentlab's for options torch's has
+    not), float64."""
     q = torch.nn.Parameter(p.detach().clone())
-    opt = getattr(torch.optim, REGISTRY[name].cls.__name__)([q], **options)
+    opt = cls([q], **options)
     for i in range(3):
         q.grad = torch.randn(q.shape, dtype=q.dtype, generator=torch.Generator().manual_seed(i))
         opt.step()
@@ -49,7 +50,7 @@ def test_the_differentiable_step_equals_torch_in_value_and_gradient(name, varian
     options = {**spec.defaults, **spec.variants[variant]}
     p = torch.randn(4, dtype=torch.float64, requires_grad=True)
     grad = torch.randn(4, dtype=torch.float64, requires_grad=True)
-    state = _state(name, options, p)
+    state = _state(getattr(torch.optim, spec.cls.__name__), options, p)
     ours, ours_state = _stepped(spec.cls, p, grad, state, options)
     theirs, _ = _stepped(getattr(torch.optim, spec.cls.__name__), p, grad, state, options)
     # The same value as an ordinary (non-differentiable) step, to the bit: one rule, autograd only records it.
@@ -82,7 +83,7 @@ def test_gradcheck_through_one_step(name):
     # state values of order 1 (after real steps Adadelta's acc_delta is ~1e-6, too close to 0 for the finite
     # differences of gradcheck — torch's own Adadelta fails there too)
     state = {k: (torch.rand(3, dtype=torch.float64) + 0.5).requires_grad_() if torch.is_tensor(v) and v.requires_grad
-             else v for k, v in _state(name, spec.defaults, p).items()}
+             else v for k, v in _state(getattr(torch.optim, spec.cls.__name__), spec.defaults, p).items()}
     tensors = {k: v for k, v in state.items() if torch.is_tensor(v) and v.requires_grad}
 
     def fn(p, grad, *values):
@@ -110,24 +111,13 @@ CONVENTIONS = [(name, variant) for name, spec in TWINS for variant, options in s
                if set(options) - set(getattr(torch.optim, spec.cls.__name__).__init__.__code__.co_varnames)]
 
 
-def _own_state(spec, options, p):
-    """The state after three ordinary steps of descentlab's class (torch's has no such option), float64."""
-    q = torch.nn.Parameter(p.detach().clone())
-    opt = spec.cls([q], **options)
-    for i in range(3):
-        q.grad = torch.randn(q.shape, dtype=q.dtype, generator=torch.Generator().manual_seed(i))
-        opt.step()
-    return {k: v.detach().clone().requires_grad_(v.is_floating_point() and v.dim() > 0 and k != "step")
-            if torch.is_tensor(v) else v for k, v in opt.state[q].items()}
-
-
 @pytest.mark.parametrize("name, variant", CONVENTIONS, ids=[f"{n}-{v}" for n, v in CONVENTIONS])
 def test_descentlab_conventions_step_differentiably(name, variant):
     spec = REGISTRY[name]
     options = {**spec.defaults, **spec.variants[variant]}
     p = torch.randn(3, dtype=torch.float64, requires_grad=True)
     grad = torch.randn(3, dtype=torch.float64, requires_grad=True)
-    state = _own_state(spec, options, p)
+    state = _state(spec.cls, options, p)
     ours, _ = _stepped(spec.cls, p, grad, state, options)
     plain = p.detach().clone().requires_grad_()
     plain.grad = grad.detach().clone()

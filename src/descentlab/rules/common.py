@@ -41,15 +41,12 @@ _TENSOR_SCALARS: ContextVar[bool] = ContextVar("descentlab_tensor_scalars", defa
 
 
 @contextmanager
-def tensor_scalars(enabled: bool = True) -> Iterator[None]:
+def tensor_scalars() -> Iterator[None]:
     """Within the block, :func:`host_value` returns the 0-d state tensors as tensors (float64 copies on CUDA and the
     CPU), not numbers: the step of a ``capturable=True`` group, whose step scalars (``1 − β^t`` and the like) must
     stay tensors on the parameter's device — no ``.item()``, no host synchronisation, so the step can be captured in
     a CUDA graph. The executor that runs such a group enters it (a context variable: it holds for this thread's
     step only)."""
-    if not enabled:
-        yield
-        return
     token = _TENSOR_SCALARS.set(True)
     try:
         yield
